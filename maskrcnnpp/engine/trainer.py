@@ -1,0 +1,45 @@
+"""DefaultTrainer with the nuclei data pipeline and evaluator."""
+import importlib.util
+import os
+
+from detectron2.data import (
+    DatasetMapper,
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
+from detectron2.engine import DefaultTrainer
+from detectron2.evaluation import COCOEvaluator
+
+from ..data.augmentation import build_nuclei_augmentation
+
+
+def has_compiled_ops() -> bool:
+    return importlib.util.find_spec("detectron2._C") is not None
+
+
+class Trainer(DefaultTrainer):
+    @classmethod
+    def build_train_loader(cls, cfg):
+        mapper = DatasetMapper(cfg, True, augmentations=build_nuclei_augmentation(cfg, True))
+        return build_detection_train_loader(cfg, mapper=mapper)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        mapper = DatasetMapper(cfg, False, augmentations=build_nuclei_augmentation(cfg, False))
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "coco")
+        if evaluator_type == "nuclei":
+            from ..evaluation import NucleiEvaluator
+
+            return NucleiEvaluator.from_config(cfg, dataset_name, output_folder)
+        return COCOEvaluator(
+            dataset_name,
+            output_dir=output_folder,
+            max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+            use_fast_impl=has_compiled_ops(),
+        )

@@ -1,0 +1,272 @@
+"""The UNet++ grid of nested decoder nodes, shared by the nested FPN and the semantic UNet++.
+
+Level i = 0 is the finest. The inputs are the encoder features X^{i,0},
+i = 0..L. For j >= 1 and i + j <= L a node is
+
+    X^{i,j} = H([same-level inputs of X^{i,j}, Up(X^{i+1,j-1})])
+
+where the same-level inputs depend on the connectivity:
+
+    "unet++"  X^{i,0} .. X^{i,j-1}   dense skips (UNet++)
+    "unet+"   X^{i,j-1}             short skips only (UNet+)
+    "unet_e"  X^{i,0}               an ensemble of U-Nets of depths 1..L (UNet^e)
+    "unet"    X^{i,0}               only the nodes with i + j = L (one U-Net of depth L)
+
+``Up`` resizes to the exact size of X^{i,0}, so inputs need not be multiples of
+any stride. Every node is an entry of ``nodes`` named ``node_name(i, j)`` and is
+returned by ``forward``, which is what deep supervision and pruning build on.
+"""
+import copy
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import torch
+import torch.nn.functional as F
+from fvcore.nn import weight_init
+from torch import nn
+
+__all__ = [
+    "BLOCKS",
+    "CONNECTIVITIES",
+    "FUSES",
+    "NORMS",
+    "UPSAMPLES",
+    "NestedDecoder",
+    "check_choice",
+    "grid_nodes",
+    "node_name",
+]
+
+CONNECTIVITIES = ("unet", "unet_e", "unet+", "unet++")
+FUSES = ("concat", "sum")
+NORMS = ("", "GN", "BN", "SyncBN")
+BLOCKS = ("fuse_conv", "double_conv")
+UPSAMPLES = ("nearest", "bilinear", "transpose")
+
+Node = Tuple[int, int]
+
+
+def check_choice(name: str, value, allowed: Sequence) -> None:
+    """Raise a ValueError naming the setting and its allowed values."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; allowed values: {list(allowed)}")
+
+
+def node_name(i: int, j: int) -> str:
+    return f"x_{i}_{j}"
+
+
+def grid_nodes(depth: int, connectivity: str) -> List[Node]:
+    """Decoder nodes (i, j), j >= 1, in an order where every node follows its inputs."""
+    check_choice("connectivity", connectivity, CONNECTIVITIES)
+    nodes = [(i, j) for j in range(1, depth + 1) for i in range(depth + 1 - j)]
+    if connectivity == "unet":
+        nodes = [(i, j) for i, j in nodes if i + j == depth]
+    return nodes
+
+
+def same_level_inputs(i: int, j: int, connectivity: str) -> List[Node]:
+    if connectivity == "unet++":
+        return [(i, k) for k in range(j)]
+    if connectivity == "unet+":
+        return [(i, j - 1)]
+    return [(i, 0)]
+
+
+def _conv(in_channels, out_channels, kernel_size, norm):
+    """Conv + norm + ReLU; the conv has a bias only when there is no norm."""
+    layers = [
+        nn.Conv2d(
+            in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not norm
+        )
+    ]
+    weight_init.c2_msra_fill(layers[0])
+    if norm:
+        layers.append(make_norm(norm, out_channels))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def make_norm(norm: str, channels: int) -> nn.Module:
+    check_choice("norm", norm, NORMS)
+    if norm == "GN":
+        if channels % 32:
+            raise ValueError(
+                f"norm='GN' uses 32 groups, but a layer has {channels} channels, "
+                "which 32 does not divide; choose widths divisible by 32 or norm='BN'"
+            )
+        return nn.GroupNorm(32, channels)
+    if norm == "SyncBN":
+        return nn.SyncBatchNorm(channels)
+    return nn.BatchNorm2d(channels)
+
+
+class NestedNode(nn.Module):
+    """H of one node: merge the inputs (concat or sum) and apply the conv block."""
+
+    def __init__(self, in_channels: Sequence[int], out_channels: int, fuse, block, norm):
+        super().__init__()
+        self.fuse = fuse
+        if fuse == "concat":
+            self.project = None
+            merged = sum(in_channels)
+        else:
+            self.project = nn.ModuleList(_conv(c, out_channels, 1, norm) for c in in_channels)
+            merged = out_channels
+        if block == "fuse_conv":
+            first = nn.Identity() if fuse == "sum" else _conv(merged, out_channels, 1, norm)
+        else:
+            first = _conv(merged, out_channels, 3, norm)
+        self.block = nn.Sequential(first, _conv(out_channels, out_channels, 3, norm))
+
+    def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+        if self.fuse == "concat":
+            x = torch.cat(inputs, dim=1)
+        else:
+            x = sum(p(t) for p, t in zip(self.project, inputs))
+        return self.block(x)
+
+
+class Upsample(nn.Module):
+    """Resize to an exact target size: interpolation, or a learned 2x2 transposed conv."""
+
+    def __init__(self, mode: str, in_channels: int, out_channels: int):
+        super().__init__()
+        self.mode = mode
+        self.out_channels = out_channels if mode == "transpose" else in_channels
+        if mode == "transpose":
+            self.deconv = nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
+
+    def forward(self, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        if self.mode == "nearest":
+            return F.interpolate(x, size=size, mode="nearest")
+        if self.mode == "bilinear":
+            return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        x = self.deconv(x)
+        # 2x of a rounded-down or rounded-up half is off by at most one pixel:
+        # pad (positive) or crop (negative) at the bottom/right edge.
+        return F.pad(x, (0, size[1] - x.shape[-1], 0, size[0] - x.shape[-2]))
+
+
+class NestedDecoder(nn.Module):
+    """The grid X^{i,j} over encoder features X^{0,0} .. X^{L,0}.
+
+    Args:
+        in_channels: channels of X^{i,0}, finest level first (L + 1 entries).
+        node_channels: width of the nodes X^{i,j>=1} at each level (L + 1 entries;
+            the deepest level's entry is unused since it has no decoder node).
+        connectivity: one of CONNECTIVITIES.
+        fuse: "concat" (UNet++) or "sum".
+        norm: "", "GN", "BN" or "SyncBN".
+        block: "fuse_conv" (1x1 + 3x3) or "double_conv" (two 3x3, the paper's node).
+        upsample: "nearest", "bilinear" or "transpose".
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        node_channels: Sequence[int],
+        *,
+        connectivity: str = "unet++",
+        fuse: str = "concat",
+        norm: str = "",
+        block: str = "fuse_conv",
+        upsample: str = "nearest",
+    ):
+        super().__init__()
+        check_choice("connectivity", connectivity, CONNECTIVITIES)
+        check_choice("fuse", fuse, FUSES)
+        check_choice("norm", norm, NORMS)
+        check_choice("block", block, BLOCKS)
+        check_choice("upsample", upsample, UPSAMPLES)
+        if len(in_channels) < 2:
+            raise ValueError(f"a nested decoder needs at least 2 levels, got {len(in_channels)}")
+        if len(node_channels) != len(in_channels):
+            raise ValueError(
+                f"node_channels has {len(node_channels)} entries but there are "
+                f"{len(in_channels)} levels (in_channels={list(in_channels)})"
+            )
+        self.in_channels = list(in_channels)
+        self.node_channels = list(node_channels)
+        self.depth = len(in_channels) - 1
+        self.connectivity = connectivity
+        self.grid = grid_nodes(self.depth, connectivity)
+
+        self.nodes = nn.ModuleDict()
+        self.upsamples = nn.ModuleDict()
+        for i, j in self.grid:
+            below = self.channels(i + 1, j - 1)
+            up = Upsample(upsample, below, self.node_channels[i])
+            inputs = [self.channels(*n) for n in same_level_inputs(i, j, connectivity)]
+            self.upsamples[node_name(i, j)] = up
+            self.nodes[node_name(i, j)] = NestedNode(
+                inputs + [up.out_channels], self.node_channels[i], fuse, block, norm
+            )
+
+    def channels(self, i: int, j: int) -> int:
+        return self.in_channels[i] if j == 0 else self.node_channels[i]
+
+    def last_node(self, i: int) -> Node:
+        """The node that ends row i: the deepest decoder output at level i."""
+        return (i, self.depth - i)
+
+    def required_nodes(self, targets: Iterable[Node]) -> Set[Node]:
+        """All decoder nodes (j >= 1) that computing ``targets`` needs, targets included."""
+        needed: Set[Node] = set()
+        stack = [t for t in targets if t[1] >= 1]
+        while stack:
+            i, j = stack.pop()
+            if (i, j) in needed:
+                continue
+            if (i, j) not in self.grid:
+                raise KeyError(f"node {node_name(i, j)} is not part of this decoder")
+            needed.add((i, j))
+            for n in same_level_inputs(i, j, self.connectivity) + [(i + 1, j - 1)]:
+                if n[1] >= 1:
+                    stack.append(n)
+        return needed
+
+    def required_levels(self, targets: Iterable[Node]) -> int:
+        """How many encoder levels (from the finest) computing ``targets`` reads."""
+        targets = list(targets)
+        nodes = self.required_nodes(targets) | {t for t in targets if t[1] == 0}
+        return 1 + max(i + j for i, j in nodes)
+
+    def forward(
+        self, features: Sequence[torch.Tensor], targets: Optional[Iterable[Node]] = None
+    ) -> Dict[str, torch.Tensor]:
+        """Compute the grid.
+
+        Args:
+            features: X^{0,0} .. X^{k,0}, finest first. Fewer than L + 1 levels are
+                allowed when ``targets`` only needs those (pruned inference).
+            targets: nodes to compute; only they and their inputs are computed.
+                Default: every node.
+        Returns:
+            {node_name(i, j): tensor} for the inputs and every computed node.
+        """
+        needed = set(self.grid) if targets is None else self.required_nodes(targets)
+        out = {node_name(i, 0): f for i, f in enumerate(features)}
+        for i, j in self.grid:
+            if (i, j) not in needed:
+                continue
+            name = node_name(i, j)
+            size = tuple(features[i].shape[-2:])
+            below = self.upsamples[name](out[node_name(i + 1, j - 1)], size)
+            skips = [out[node_name(*n)] for n in same_level_inputs(i, j, self.connectivity)]
+            out[name] = self.nodes[name](skips + [below])
+        return out
+
+    def pruned(self, targets: Iterable[Node]) -> "NestedDecoder":
+        """A decoder holding only the nodes ``targets`` need, sharing their weights.
+
+        Unlike dropping outputs, the pruned module has fewer parameters and does
+        less work, which is what UNet++'s inference-time pruning is for.
+        """
+        keep = self.required_nodes(targets)
+        small = copy.copy(self)
+        small._modules = dict(self._modules)
+        small.grid = [n for n in self.grid if n in keep]
+        names = [node_name(*n) for n in small.grid]
+        small._modules["nodes"] = nn.ModuleDict({k: self.nodes[k] for k in names})
+        small._modules["upsamples"] = nn.ModuleDict({k: self.upsamples[k] for k in names})
+        return small

@@ -1,0 +1,35 @@
+#!/usr/bin/env python
+"""Mask R-CNN++ for Detectron2: a UNet++ nested-decoder backbone and semantic UNet++."""
+from setuptools import find_packages, setup
+
+setup(
+    name="maskrcnnpp",
+    version="0.1.0",
+    description="Mask R-CNN++ and UNet++ (nested skip connections) for Detectron2",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.8",
+    packages=find_packages(include=["maskrcnnpp", "maskrcnnpp.*"]),
+    # The split file and the embedded DSB2018 sample ship with the package so that
+    # dataset registration works from any install, not only an editable one.
+    package_data={"maskrcnnpp.data": ["builtin/*.json", "builtin/sample/*", "builtin/sample/*/*"]},
+    include_package_data=True,
+    # torch, torchvision and detectron2 are installed by install.sh (see README):
+    # neither pip nor the registry can pick the right builds on its own.
+    install_requires=[
+        "numpy",
+        "Pillow",
+        "pycocotools>=2.0.2",
+        "fvcore",
+        "matplotlib",
+        "tqdm",
+        "opencv-python-headless",
+    ],
+    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    entry_points={
+        "console_scripts": [
+            "maskrcnnpp-prepare-dsb2018=maskrcnnpp.data.prepare_dsb2018:main",
+        ]
+    },
+)
