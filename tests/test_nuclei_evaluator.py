@@ -1,0 +1,202 @@
+import json
+import os
+import uuid
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+import torch
+
+import maskrcnnpp  # noqa: F401  (guards before detectron2.evaluation)
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+from detectron2.structures import Boxes, Instances
+
+from maskrcnnpp import add_maskrcnnpp_config
+from maskrcnnpp.evaluation import NucleiEvaluator
+from maskrcnnpp.evaluation.nuclei_evaluator import decode_segmentation, ground_truth_as_instances
+
+SQUARES_PER_DENSE_IMAGE = 150
+
+
+def square(shape, y, x, size):
+    mask = np.zeros(shape, dtype=bool)
+    mask[y : y + size, x : x + size] = True
+    return mask
+
+
+def rle_of(mask):
+    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode()
+    return rle
+
+
+def polygon_of(y, x, size):
+    # Corners on pixel boundaries; rasterizes to the size x size square at (y, x).
+    return [[x, y, x + size, y, x + size, y + size, x, y + size]]
+
+
+def synthetic_images():
+    """(height, width, segmentations): a sparse image with RLE and polygon
+    nuclei, a dense one with more than 100 nuclei, and an empty one."""
+    sparse = [rle_of(square((48, 64), 4, 4, 8)), rle_of(square((48, 64), 20, 30, 10))]
+    sparse.append(polygon_of(30, 5, 12))
+    dense = [
+        rle_of(square((256, 256), 16 * (i // 16) + 4, 16 * (i % 16) + 4, 6))
+        for i in range(SQUARES_PER_DENSE_IMAGE)
+    ]
+    return [(48, 64, sparse), (256, 256, dense), (32, 32, [])]
+
+
+def write_coco_json(path, images):
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "nucleus"}]}
+    for image_id, (height, width, segmentations) in enumerate(images, start=1):
+        coco["images"].append(
+            {"id": image_id, "file_name": f"{image_id}.png", "height": height, "width": width}
+        )
+        for segmentation in segmentations:
+            mask = decode_segmentation(segmentation, height, width)
+            x, y, w, h = mask_util.toBbox(mask_util.encode(np.asfortranarray(mask, np.uint8)))
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "segmentation": segmentation,
+                    "area": int(mask.sum()),
+                    "bbox": [float(x), float(y), float(w), float(h)],
+                    "iscrowd": 0,
+                }
+            )
+    with open(path, "w") as f:
+        json.dump(coco, f)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nuclei")
+    json_file = str(root / "annotations.json")
+    write_coco_json(json_file, synthetic_images())
+    name = f"nuclei_eval_test_{uuid.uuid4().hex[:8]}"
+    DatasetCatalog.register(name, lambda: load_coco_json(json_file, str(root), name))
+    MetadataCatalog.get(name).set(
+        json_file=json_file,
+        image_root=str(root),
+        thing_classes=["nucleus"],
+        evaluator_type="nuclei",
+    )
+    yield name
+    DatasetCatalog.remove(name)
+    MetadataCatalog.remove(name)
+
+
+def run(evaluator, dataset, make_output):
+    evaluator.reset()
+    for record in DatasetCatalog.get(dataset):
+        inputs = [{k: record[k] for k in ("image_id", "file_name", "height", "width")}]
+        evaluator.process(inputs, [make_output(record)])
+    return evaluator.evaluate()
+
+
+def gt_as_predictions(record):
+    return {"instances": ground_truth_as_instances(record)}
+
+
+def assert_perfect_nuclei_metrics(nuclei):
+    for key in ("fg_iou", "fg_dice", "fg_iou_pooled", "fg_dice_pooled"):
+        assert nuclei[key] == pytest.approx(100.0), key
+    for key in ["dsb_map"] + [f"dsb_ap@{t / 100:.2f}" for t in range(50, 100, 5)]:
+        assert nuclei[key] == pytest.approx(1.0), key
+    assert nuclei["num_images"] == 3
+
+
+def test_ground_truth_as_predictions_scores_perfectly(dataset, tmp_path):
+    evaluator = NucleiEvaluator(
+        dataset, str(tmp_path), max_dets_per_image=200, distributed=False
+    )
+    results = run(evaluator, dataset, gt_as_predictions)
+    assert_perfect_nuclei_metrics(results["nuclei"])
+    assert results["segm"]["AP"] == pytest.approx(100.0)
+    assert results["bbox"]["AP"] == pytest.approx(100.0)
+
+    with open(tmp_path / "nuclei_metrics.json") as f:
+        written = json.load(f)
+    assert written["summary"] == pytest.approx(dict(results["nuclei"]))
+    images = {r["image_id"]: r for r in written["images"]}
+    assert images[2]["num_gt"] == images[2]["num_pred"] == SQUARES_PER_DENSE_IMAGE
+    assert images[3]["num_gt"] == 0 and images[3]["dsb_map"] == 1.0
+    assert (images[1]["height"], images[1]["width"]) == (48, 64)
+    assert images[1]["file_name"].endswith("1.png")
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_coco_ap_is_limited_by_default_max_detections(dataset):
+    # The dense image has 150 nuclei: COCO's default 100 detections miss a third.
+    evaluator = NucleiEvaluator(dataset, distributed=False)
+    results = run(evaluator, dataset, gt_as_predictions)
+    assert results["segm"]["AP"] < 90.0
+    assert_perfect_nuclei_metrics(results["nuclei"])  # not limited
+
+
+def with_low_score_extras(record):
+    """Ground truth with score 1 plus a false positive and a duplicate, both at 0.3."""
+    instances = ground_truth_as_instances(record)
+    height, width = instances.image_size
+    extra_masks = torch.zeros((2, height, width), dtype=torch.bool)
+    extra_masks[0, -4:, -4:] = True  # empty in every synthetic image
+    if len(instances):
+        extra_masks[1] = instances.pred_masks[0]
+    extras = Instances(instances.image_size)
+    extras.pred_masks = extra_masks
+    extras.pred_boxes = Boxes(torch.tensor([[width - 4.0, height - 4.0, width, height]] * 2))
+    extras.scores = torch.full((2,), 0.3)
+    extras.pred_classes = torch.zeros(2, dtype=torch.int64)
+    return {"instances": Instances.cat([instances, extras])}
+
+
+def test_predictions_below_the_score_threshold_are_ignored(dataset):
+    evaluator = NucleiEvaluator(dataset, coco_ap=False, distributed=False)
+    assert_perfect_nuclei_metrics(run(evaluator, dataset, with_low_score_extras)["nuclei"])
+
+    evaluator = NucleiEvaluator(dataset, coco_ap=False, score_threshold=0.2, distributed=False)
+    nuclei = run(evaluator, dataset, with_low_score_extras)["nuclei"]
+    assert nuclei["fg_iou"] < 100.0 and nuclei["dsb_map"] < 1.0
+
+
+def test_from_config_reads_the_nuclei_keys(dataset):
+    cfg = get_cfg()
+    add_maskrcnnpp_config(cfg)
+    cfg.TEST.NUCLEI.SCORE_THRESHOLD = 0.2
+    cfg.TEST.NUCLEI.COCO_AP = False
+    cfg.TEST.DETECTIONS_PER_IMAGE = 400
+    evaluator = NucleiEvaluator.from_config(cfg, dataset, None)
+    assert evaluator._coco is None
+    assert run(evaluator, dataset, with_low_score_extras)["nuclei"]["dsb_map"] < 1.0
+
+
+def test_sem_seg_outputs_give_foreground_metrics_only(dataset, tmp_path):
+    def probability_map(record):
+        fg = ground_truth_as_instances(record).pred_masks.any(dim=0)
+        return {"sem_seg": torch.where(fg, 0.9, 0.1)[None]}
+
+    evaluator = NucleiEvaluator(dataset, str(tmp_path), distributed=False)
+    results = run(evaluator, dataset, probability_map)
+    assert set(results) == {"nuclei"}  # no COCO AP without instances
+    nuclei = results["nuclei"]
+    assert set(nuclei) == {"fg_iou", "fg_dice", "fg_iou_pooled", "fg_dice_pooled", "num_images"}
+    assert nuclei["fg_iou"] == pytest.approx(100.0)
+    assert nuclei["fg_dice_pooled"] == pytest.approx(100.0)
+
+
+def test_decode_segmentation_formats():
+    mask = square((10, 12), 2, 3, 4)
+    compressed = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    uncompressed = {"size": [10, 12], "counts": [32, 4, 6, 4, 6, 4, 6, 4, 54]}  # column-major runs
+    for segmentation in (
+        compressed,
+        dict(compressed, counts=compressed["counts"].decode()),
+        uncompressed,
+        polygon_of(2, 3, 4),
+    ):
+        assert np.array_equal(decode_segmentation(segmentation, 10, 12), mask)
