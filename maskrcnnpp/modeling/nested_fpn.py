@@ -70,7 +70,7 @@ class NestedFPN(Backbone):
         self.laterals = nn.ModuleList(
             _plain_conv(shapes[f].channels, c, 1, norm) for f, c in zip(in_features, node_channels)
         )
-        self.decoder = NestedDecoder(
+        grid = NestedDecoder(
             node_channels,
             node_channels,
             connectivity=connectivity,
@@ -79,6 +79,10 @@ class NestedFPN(Backbone):
             block=block,
             upsample=upsample,
         )
+        # Keep only the nodes some output reads: with "unet_e", the shallower
+        # U-Nets feed no output here, and parameters without gradients would
+        # break DistributedDataParallel.
+        self.decoder = grid.pruned([grid.last_node(i) for i in range(len(in_features))])
         self.outputs = nn.ModuleList(
             _plain_conv(self.decoder.channels(*self.decoder.last_node(i)), out_channels, 3, norm)
             for i in range(len(in_features))

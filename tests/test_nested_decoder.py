@@ -1,0 +1,97 @@
+import pytest
+import torch
+
+from maskrcnnpp.modeling.nested_decoder import (
+    CONNECTIVITIES,
+    FUSES,
+    NestedDecoder,
+    grid_nodes,
+    node_name,
+)
+
+SIZES = [(25, 33), (13, 17), (7, 9), (4, 5)]  # odd sizes, each about half the one above
+
+
+def features(channels, sizes=SIZES, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(2, c, h, w, generator=g) for c, (h, w) in zip(channels, sizes)]
+
+
+def test_grid_shapes():
+    assert grid_nodes(3, "unet++") == [(0, 1), (1, 1), (2, 1), (0, 2), (1, 2), (0, 3)]
+    assert grid_nodes(3, "unet") == [(2, 1), (1, 2), (0, 3)]
+    assert len(grid_nodes(4, "unet_e")) == 10
+
+
+@pytest.mark.parametrize("connectivity", CONNECTIVITIES)
+@pytest.mark.parametrize("fuse", FUSES)
+@pytest.mark.parametrize("norm", ["", "GN", "BN"])
+def test_every_node_computed_at_its_level_size(connectivity, fuse, norm):
+    decoder = NestedDecoder([32, 64, 96, 128], [32, 64, 64, 32], connectivity=connectivity,
+                            fuse=fuse, norm=norm)
+    out = decoder(features([32, 64, 96, 128]))
+    for i, j in decoder.grid:
+        x = out[node_name(i, j)]
+        assert x.shape == (2, decoder.node_channels[i]) + SIZES[i]
+    assert set(out) == {node_name(*n) for n in decoder.grid} | {node_name(i, 0) for i in range(4)}
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear", "transpose"])
+def test_upsampling_fits_sizes_that_are_not_powers_of_two(upsample):
+    sizes = [(25, 33), (12, 17), (6, 9)]  # both rounded-down and rounded-up halves
+    decoder = NestedDecoder([8, 16, 16], [8, 16, 16], upsample=upsample, block="double_conv")
+    out = decoder(features([8, 16, 16], sizes))
+    assert out["x_0_2"].shape[-2:] == sizes[0]
+
+
+def test_unet_plus_plus_node_reads_all_earlier_nodes_of_its_row():
+    decoder = NestedDecoder([8, 16, 32, 64], [8, 16, 32, 64], block="fuse_conv")
+    # X^{0,3} concatenates X^{0,0}, X^{0,1}, X^{0,2} (8 each) and Up(X^{1,2}) (16).
+    first_conv = decoder.nodes["x_0_3"].block[0][0]
+    assert first_conv.in_channels == 8 * 3 + 16
+    unet_plus = NestedDecoder([8, 16, 32, 64], [8, 16, 32, 64], connectivity="unet+")
+    assert unet_plus.nodes["x_0_3"].block[0][0].in_channels == 8 + 16
+
+
+def test_required_nodes_are_the_pruned_subnetwork():
+    decoder = NestedDecoder([8, 16, 32, 64, 64], [8, 16, 32, 64, 64])
+    for k in range(1, 5):
+        expected = {(i, j) for (i, j) in decoder.grid if i + j <= k}
+        assert decoder.required_nodes([(0, k)]) == expected
+        assert decoder.required_levels([(0, k)]) == k + 1
+
+
+def test_pruned_decoder_is_smaller_and_computes_the_same_node():
+    torch.manual_seed(0)
+    decoder = NestedDecoder([8, 16, 32, 64, 64], [8, 16, 32, 64, 64], norm="")
+    decoder.eval()
+    sizes = [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
+    feats = features([8, 16, 32, 64, 64], sizes)
+    full = decoder(feats)["x_0_2"]
+    small = decoder.pruned([(0, 2)])
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in decoder.parameters())
+    assert len(small.nodes) == 3
+    # The pruned decoder needs only the encoder levels its nodes read.
+    out = small(feats[:3], targets=[(0, 2)])
+    torch.testing.assert_close(out["x_0_2"], full)
+    assert "x_0_3" not in out
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"connectivity": "dense"}, "connectivity='dense'"),
+        ({"fuse": "add"}, "fuse='add'"),
+        ({"norm": "LN"}, "norm='LN'"),
+        ({"upsample": "pixelshuffle"}, "upsample='pixelshuffle'"),
+    ],
+)
+def test_unknown_settings_name_the_setting_and_the_allowed_values(kwargs, message):
+    with pytest.raises(ValueError) as e:
+        NestedDecoder([8, 16], [8, 16], **kwargs)
+    assert message in str(e.value) and "allowed values" in str(e.value)
+
+
+def test_group_norm_needs_widths_divisible_by_32():
+    with pytest.raises(ValueError, match="32 groups"):
+        NestedDecoder([32, 32], [48, 32], norm="GN")
