@@ -1,0 +1,278 @@
+#!/usr/bin/env python
+"""Cost of FPN vs the nested FPN on the same ResNet and input, in one run.
+
+Part 1, the neck alone: parameters, GMACs (fvcore), backbone+neck forward and
+forward+backward time per image, for FPN and nested grids of several node widths.
+Part 2, the whole detector: Mask R-CNN vs Mask R-CNN++ training-step and
+inference time from the nuclei configs (the acceptance bar: training step at
+most 10 % and inference at most 5 % slower than FPN, neck FLOPs no higher).
+
+    python benchmarks/neck_cost.py                      # CPU, writes benchmarks/results/neck_cost_cpu.md
+    python benchmarks/neck_cost.py --device cuda        # GPU, writes ..._cuda.md
+"""
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import maskrcnnpp  # noqa: E402,F401
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from detectron2.layers import ShapeSpec  # noqa: E402
+from detectron2.modeling import build_backbone, build_model  # noqa: E402
+from detectron2.utils.events import EventStorage  # noqa: E402
+from fvcore.nn import FlopCountAnalysis  # noqa: E402
+
+from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+NECKS = [
+    ("FPN (256 ch)", "build_resnet_fpn_backbone", None),
+    ("nested, 256 ch every level", "build_resnet_nested_fpn_backbone", [256, 256, 256, 256]),
+    ("nested, 128 ch every level", "build_resnet_nested_fpn_backbone", [128, 128, 128, 128]),
+    ("nested, 64/128/256/256 (default)", "build_resnet_nested_fpn_backbone", [64, 128, 256, 256]),
+    ("nested, 32/64/128/256", "build_resnet_nested_fpn_backbone", [32, 64, 128, 256]),
+]
+
+
+def machine_description(device):
+    cpu = platform.processor() or "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    text = f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
+    text += f"{torch.get_num_threads()} threads"
+    if device == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def _once(fn, device):
+    """(wall seconds, CPU seconds of this process summed over its threads)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def timed_round_robin(fns, device, repeats, warmup=2):
+    """Median (wall, CPU) seconds of each of ``fns``, timed in turn (a, b, c, a, b, c, ...).
+
+    On a shared machine load from other processes then falls on every variant
+    alike; CPU seconds (the work done, whatever the waiting) are the steadier
+    figure there, wall seconds the one a user sees on an idle machine.
+    """
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            times[k].append(_once(fn, device))
+    return [
+        (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for t in times
+    ]
+
+
+def neck_cfg(backbone_name, node_channels, depth):
+    cfg = load_cfg(os.path.join(ROOT, "configs/Base-RCNN-NestedFPN.yaml"))
+    cfg.MODEL.RESNETS.DEPTH = depth
+    cfg.MODEL.BACKBONE.NAME = backbone_name
+    if node_channels is not None:
+        cfg.MODEL.NESTED_FPN.NODE_CHANNELS = node_channels
+    return cfg
+
+
+class _Traceable(torch.nn.Module):
+    """fvcore traces tuples more reliably than dicts."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x):
+        out = self.backbone(x)
+        return tuple(out[k] for k in sorted(out))
+
+
+def measure_necks(args):
+    x = torch.randn(1, 3, args.size, args.size, device=args.device)
+    rows, backbones = [], []
+    for name, backbone_name, widths in NECKS:
+        backbone = build_backbone(neck_cfg(backbone_name, widths, args.depth), ShapeSpec(channels=3))
+        backbone.to(args.device).eval()
+        with torch.no_grad():
+            flops = FlopCountAnalysis(_Traceable(backbone), (x,))
+            flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            total, bottom_up = flops.total(), flops.by_module()["backbone.bottom_up"]
+        params = sum(p.numel() for n, p in backbone.named_parameters() if not n.startswith("bottom_up."))
+        rows.append({"neck": name, "neck_params_m": params / 1e6,
+                     "neck_gmacs": (total - bottom_up) / 1e9, "bottom_up_gmacs": bottom_up / 1e9})
+        backbones.append(backbone)
+
+    def forward(backbone):
+        def run():
+            backbone.eval()
+            with torch.no_grad():
+                backbone(x)
+        return run
+
+    def forward_backward(backbone):
+        def run():
+            backbone.train()
+            out = backbone(x)
+            sum(v.float().mean() for v in out.values()).backward()
+        return run
+
+    fwd = timed_round_robin([forward(b) for b in backbones], args.device, args.repeats)
+    bwd = timed_round_robin([forward_backward(b) for b in backbones], args.device, args.repeats)
+    for row, f, b in zip(rows, fwd, bwd):
+        row.update(forward_s=f[0], forward_cpu_s=f[1], forward_backward_s=b[0],
+                   forward_backward_cpu_s=b[1])
+        print(row, flush=True)
+    return rows
+
+
+def synthetic_batch(size, num_images, device):
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from detectron2.structures import BitMasks, Boxes, Instances
+
+    import synthetic
+
+    rng = np.random.default_rng(0)
+    batch = []
+    for _ in range(num_images):
+        image, masks = synthetic.make_image(rng, size, size, max_nuclei=40)
+        inst = Instances((size, size))
+        m = torch.from_numpy(np.stack(masks))
+        inst.gt_masks = BitMasks(m)
+        inst.gt_boxes = inst.gt_masks.get_bounding_boxes()
+        inst.gt_classes = torch.zeros(len(masks), dtype=torch.int64)
+        tensor = torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1)
+        batch.append({"image": tensor.to(device), "instances": inst.to(device),
+                      "height": size, "width": size})
+    return batch
+
+
+DETECTOR_CONFIGS = ("configs/nuclei/mask_rcnn_R_50_FPN.yaml",
+                    "configs/nuclei/mask_rcnn_R_50_NestedFPN.yaml")
+
+
+def measure_detectors(args):
+    batch = synthetic_batch(args.size, 2, args.device)
+    test_input = [{k: v for k, v in d.items() if k != "instances"} for d in batch[:1]]
+    models, train_steps, inferences = [], [], []
+    for config in DETECTOR_CONFIGS:
+        cfg = load_cfg(os.path.join(ROOT, config))
+        cfg.MODEL.DEVICE = args.device
+        # The same weights in the bottom-up path and heads, so only the neck differs.
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+        models.append(model)
+
+        def train_step(model=model, optimizer=optimizer):
+            model.train()
+            with EventStorage(0):
+                losses = model(batch)
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+
+        def inference(model=model):
+            model.eval()
+            with torch.no_grad():
+                model(test_input)
+
+        train_steps.append(train_step)
+        inferences.append(inference)
+    train = timed_round_robin(train_steps, args.device, args.repeats)
+    infer = timed_round_robin(inferences, args.device, args.repeats)
+    rows = []
+    for config, model, t, i in zip(DETECTOR_CONFIGS, models, train, infer):
+        params = sum(p.numel() for p in model.parameters())
+        rows.append({"config": config, "params_m": params / 1e6, "train_s": t[0] / len(batch),
+                     "train_cpu_s": t[1] / len(batch), "infer_s": i[0], "infer_cpu_s": i[1]})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def render(necks, detectors, args, command):
+    lines = [
+        f"# Neck cost: FPN vs nested FPN ({args.device})",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {machine_description(args.device)}",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- input: 1×3×{args.size}×{args.size}, ResNet-{args.depth} bottom-up "
+        f"({necks[0]['bottom_up_gmacs']:.1f} GMACs), median of {args.repeats} runs after 2 warm-ups, variants timed in turn",
+        "- GMACs: multiply-accumulates counted by fvcore (what it calls flops); "
+        "times are per image, backbone + neck",
+        "",
+        "| neck | neck params (M) | neck GMACs | forward wall (s) | forward CPU (s) "
+        "| fwd+bwd wall (s) | fwd+bwd CPU (s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in necks:
+        lines.append(
+            f"| {r['neck']} | {r['neck_params_m']:.2f} | {r['neck_gmacs']:.1f} | "
+            f"{r['forward_s']:.3f} | {r['forward_cpu_s']:.3f} | {r['forward_backward_s']:.3f} | "
+            f"{r['forward_backward_cpu_s']:.3f} |"
+        )
+    if detectors:
+        base = detectors[0]
+        lines += [
+            "",
+            f"Whole detector, nuclei configs, {args.size}×{args.size} synthetic images "
+            f"(training step: batch of 2, SGD; inference: 1 image):",
+            "",
+            "| config | params (M) | train step/image wall (s) | CPU (s) | CPU vs FPN "
+            "| inference/image wall (s) | CPU (s) | CPU vs FPN |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in detectors:
+            lines.append(
+                f"| `{r['config']}` | {r['params_m']:.2f} | {r['train_s']:.3f} | "
+                f"{r['train_cpu_s']:.3f} | {100 * (r['train_cpu_s'] / base['train_cpu_s'] - 1):+.1f} % | "
+                f"{r['infer_s']:.3f} | {r['infer_cpu_s']:.3f} | "
+                f"{100 * (r['infer_cpu_s'] / base['infer_cpu_s'] - 1):+.1f} % |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--depth", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-detector", action="store_true", help="only the neck table")
+    parser.add_argument("--output", default=None, help="markdown file to write")
+    args = parser.parse_args()
+    command = "python " + " ".join(os.path.relpath(a) if a == sys.argv[0] else a for a in sys.argv)
+
+    necks = measure_necks(args)
+    detectors = [] if args.skip_detector else measure_detectors(args)
+    table = render(necks, detectors, args, command)
+    print(table)
+    output = args.output or os.path.join(ROOT, "benchmarks", "results", f"neck_cost_{args.device}.md")
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    tmp = output + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(table)
+    os.replace(tmp, output)
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
