@@ -13,7 +13,6 @@ most 10 % and inference at most 5 % slower than FPN, neck FLOPs no higher).
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -29,8 +28,9 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 from fvcore.nn import FlopCountAnalysis  # noqa: E402
 
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
+from measure import machine_description  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NECKS = [
     ("FPN (256 ch)", "build_resnet_fpn_backbone", None),
     ("nested, 256 ch every level", "build_resnet_nested_fpn_backbone", [256, 256, 256, 256]),
@@ -38,20 +38,6 @@ NECKS = [
     ("nested, 64/128/256/256 (default)", "build_resnet_nested_fpn_backbone", [64, 128, 256, 256]),
     ("nested, 32/64/128/256", "build_resnet_nested_fpn_backbone", [32, 64, 128, 256]),
 ]
-
-
-def machine_description(device):
-    cpu = platform.processor() or "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    text = f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
-    text += f"{torch.get_num_threads()} threads"
-    if device == "cuda":
-        text += f", GPU {torch.cuda.get_device_name(0)}"
-    return text
 
 
 def _once(fn, device):
