@@ -11,6 +11,8 @@ def add_maskrcnnpp_config(cfg):
     """Add maskrcnnpp's keys to a Detectron2 config, in place."""
     _add_nested_fpn_config(cfg)
     _add_nuclei_config(cfg)
+    _add_unetpp_config(cfg)
+    _add_solver_config(cfg)
 
 
 def _add_nested_fpn_config(cfg):
@@ -43,3 +45,50 @@ def _add_nuclei_config(cfg):
     cfg.TEST.NUCLEI.SCORE_THRESHOLD = 0.5
     # Also compute COCO segm/bbox AP with Detectron2's COCOEvaluator.
     cfg.TEST.NUCLEI.COCO_AP = True
+
+
+def _add_unetpp_config(cfg):
+    """The semantic UNet++ (META_ARCHITECTURE "SemanticUNetPlusPlus") and its control groups."""
+    cfg.MODEL.UNETPP = CN()
+    # "plain" (the paper's: two 3x3 convs per level, 2x2 max-pool) or "resnet"
+    # (Detectron2 ResNet configured by MODEL.RESNETS: stem conv, res2..res5).
+    cfg.MODEL.UNETPP.ENCODER = "plain"
+    # Width of each level, finest first (DEPTH + 1 entries): the plain encoder's
+    # filters and the decoder nodes' widths. Wide U-Net: [35, 70, 140, 280, 560].
+    cfg.MODEL.UNETPP.FILTERS = [32, 64, 128, 256, 512]
+    # Down-samplings L; the grid has nodes X^{i,j} with i + j <= L.
+    cfg.MODEL.UNETPP.DEPTH = 4
+    # "unet++", "unet+", "unet_e" or "unet" (see nested_decoder.py).
+    cfg.MODEL.UNETPP.CONNECTIVITY = "unet++"
+    # 1x1 heads on X^{0,1} .. X^{0,L} trained jointly; otherwise one head on X^{0,L}.
+    cfg.MODEL.UNETPP.DEEP_SUPERVISION = True
+    # "ensemble" (average of all heads' probabilities) or "L1".."L<DEPTH>": prune
+    # the model to the sub-network ending at X^{0,k} and use its head alone.
+    cfg.MODEL.UNETPP.INFERENCE = "ensemble"
+    # "" (the paper's: conv biases, no normalisation), "BN", "GN" or "SyncBN".
+    cfg.MODEL.UNETPP.NORM = ""
+    # Decoder node: "double_conv" (two 3x3, the paper's) or "fuse_conv" (1x1 + 3x3).
+    cfg.MODEL.UNETPP.BLOCK = "double_conv"
+    # "transpose" (the paper's 2x2 transposed conv), "nearest" or "bilinear".
+    cfg.MODEL.UNETPP.UPSAMPLE = "transpose"
+    cfg.MODEL.UNETPP.LOSS = CN()
+    # Per head: BCE_WEIGHT * BCE + DICE_WEIGHT * (1 - soft Dice), averaged over heads.
+    cfg.MODEL.UNETPP.LOSS.BCE_WEIGHT = 1.0
+    cfg.MODEL.UNETPP.LOSS.DICE_WEIGHT = 1.0
+    cfg.MODEL.UNETPP.LOSS.DICE_SMOOTH = 1.0
+    # Side of the random square training crops (the paper: 96); a multiple of the
+    # encoder's total stride (2^DEPTH for "plain", 2^(DEPTH+1) for "resnet").
+    cfg.MODEL.UNETPP.PATCH_SIZE = 96
+    cfg.MODEL.UNETPP.SLIDING_WINDOW = CN()
+    # Inference on whole images by overlapping windows of SIZE pixels (0: one window,
+    # the whole image); SIZE must be a multiple of the encoder's total stride.
+    cfg.MODEL.UNETPP.SLIDING_WINDOW.SIZE = 96
+    # Fraction of a window shared with the next one; overlaps are averaged.
+    cfg.MODEL.UNETPP.SLIDING_WINDOW.OVERLAP = 0.5
+    # Windows per forward pass.
+    cfg.MODEL.UNETPP.SLIDING_WINDOW.BATCH_SIZE = 8
+
+
+def _add_solver_config(cfg):
+    # "SGD" (Detectron2's) or "ADAM" (the UNet++ paper's, with SOLVER.BASE_LR 3e-4).
+    cfg.SOLVER.OPTIMIZER = "SGD"

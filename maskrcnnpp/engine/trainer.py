@@ -1,4 +1,4 @@
-"""DefaultTrainer with the nuclei data pipeline and evaluator."""
+"""DefaultTrainer with the nuclei data pipeline, evaluator and optimizer choice."""
 import importlib.util
 import os
 
@@ -12,22 +12,39 @@ from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 
 from ..data.augmentation import build_nuclei_augmentation
+from ..data.semantic_mapper import SemanticNucleiMapper
+from .optimizer import build_optimizer
 
 
 def has_compiled_ops() -> bool:
     return importlib.util.find_spec("detectron2._C") is not None
 
 
+def is_semantic(cfg) -> bool:
+    """Semantic models read foreground masks, not instances."""
+    return cfg.MODEL.META_ARCHITECTURE == "SemanticUNetPlusPlus"
+
+
 class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
-        mapper = DatasetMapper(cfg, True, augmentations=build_nuclei_augmentation(cfg, True))
+        if is_semantic(cfg):
+            mapper = SemanticNucleiMapper(cfg, True)
+        else:
+            mapper = DatasetMapper(cfg, True, augmentations=build_nuclei_augmentation(cfg, True))
         return build_detection_train_loader(cfg, mapper=mapper)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        mapper = DatasetMapper(cfg, False, augmentations=build_nuclei_augmentation(cfg, False))
+        if is_semantic(cfg):
+            mapper = SemanticNucleiMapper(cfg, False)
+        else:
+            mapper = DatasetMapper(cfg, False, augmentations=build_nuclei_augmentation(cfg, False))
         return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

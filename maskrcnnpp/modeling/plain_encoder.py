@@ -1,0 +1,59 @@
+"""The UNet++ paper's encoder: two 3x3 conv blocks per level, 2x2 max-pool between levels."""
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .nested_decoder import _conv
+
+__all__ = ["PlainEncoder"]
+
+
+class PlainEncoder(nn.Module):
+    """Features X^{0,0} .. X^{L,0} at strides 1, 2, ..., 2^L, finest first.
+
+    Args:
+        in_channels: channels of the input image.
+        filters: width of each level, finest first (L + 1 entries; the paper: 32 .. 512).
+        norm: "" (the paper's) or a norm accepted by the nested decoder.
+    """
+
+    def __init__(self, in_channels: int, filters: Sequence[int], norm: str = ""):
+        super().__init__()
+        self.in_channels = in_channels
+        self.filters = list(filters)
+        widths = [in_channels] + self.filters
+        self.levels = nn.ModuleList(
+            nn.Sequential(_conv(c_in, c_out, 3, norm), _conv(c_out, c_out, 3, norm))
+            for c_in, c_out in zip(widths, widths[1:])
+        )
+
+    @property
+    def out_channels(self) -> List[int]:
+        return self.filters[: len(self.levels)]
+
+    @property
+    def size_divisibility(self) -> int:
+        """Inputs whose sides are multiples of this keep every level's size exact."""
+        return 2 ** (len(self.levels) - 1)
+
+    def forward(self, x: torch.Tensor, num_levels: Optional[int] = None) -> List[torch.Tensor]:
+        num_levels = len(self.levels) if num_levels is None else num_levels
+        features = []
+        for i, level in enumerate(self.levels[:num_levels]):
+            if i > 0:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)
+            x = level(x)
+            features.append(x)
+        return features
+
+    def pruned(self, num_levels: int) -> "PlainEncoder":
+        """The first ``num_levels`` levels as an encoder of their own, sharing weights."""
+        small = PlainEncoder.__new__(PlainEncoder)
+        nn.Module.__init__(small)
+        small.in_channels = self.in_channels
+        small.filters = self.filters[:num_levels]
+        small.levels = nn.ModuleList(self.levels[:num_levels])
+        small.train(self.training)
+        return small
