@@ -1,0 +1,351 @@
+"""Aggregate the FPN vs nested-FPN run JSONs into a markdown table and a PNG chart."""
+import glob
+import json
+import math
+import os
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+MODEL_ORDER = ("fpn", "nested")
+# key, label, (results section, field), decimals
+METRICS = (
+    ("fg_iou", "fg IoU (%)", ("nuclei", "fg_iou"), 2),
+    ("fg_dice", "fg Dice (%)", ("nuclei", "fg_dice"), 2),
+    ("dsb_map", "DSB mAP", ("nuclei", "dsb_map"), 3),
+    ("segm_ap", "segm AP", ("segm", "AP"), 2),
+    ("segm_ap50", "segm AP50", ("segm", "AP50"), 2),
+)
+HEADLINE = ("fg_iou", "dsb_map")  # what Mask R-CNN++ should win by more than the spread
+
+
+def load_runs(runs_dir):
+    runs = []
+    for path in sorted(glob.glob(os.path.join(runs_dir, "*_seed*.json"))):
+        with open(path) as f:
+            runs.append(json.load(f))
+    return sorted(runs, key=lambda r: (MODEL_ORDER.index(r["model"]), r["seed"]))
+
+
+def metric_value(run, key):
+    section, field = next(m[2] for m in METRICS if m[0] == key)
+    value = run["metrics"].get(section, {}).get(field)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def mean_std(values):
+    """Mean and sample standard deviation (n - 1); std is None below two values."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def by_model(runs):
+    grouped = defaultdict(list)
+    for r in runs:
+        grouped[r["model"]].append(r)
+    return grouped
+
+
+def aggregate(runs):
+    """{model: {metric: (mean, std, n)}} over seeds."""
+    table = {}
+    for model, model_runs in by_model(runs).items():
+        table[model] = {}
+        for key, *_ in METRICS:
+            values = [metric_value(r, key) for r in model_runs]
+            table[model][key] = (*mean_std(values), sum(v is not None for v in values))
+    return table
+
+
+def paired_differences(runs):
+    """{metric: {"seeds", "diffs", "mean", "std"}}: nested minus FPN for every seed both finished."""
+    seeds = {m: {r["seed"]: r for r in rs} for m, rs in by_model(runs).items()}
+    common = sorted(set(seeds.get("fpn", {})) & set(seeds.get("nested", {})))
+    out = {}
+    for key, *_ in METRICS:
+        pairs = [(s, metric_value(seeds["nested"][s], key), metric_value(seeds["fpn"][s], key))
+                 for s in common]
+        pairs = [(s, n - f) for s, n, f in pairs if n is not None and f is not None]
+        mean, std = mean_std([d for _, d in pairs])
+        out[key] = {"seeds": [s for s, _ in pairs], "diffs": [d for _, d in pairs],
+                    "mean": mean, "std": std}
+    return out
+
+
+def verdict(table, paired, key):
+    """Whether the nested FPN wins ``key`` by more than the seed-to-seed spread, in words."""
+    p = paired[key]
+    if len(p["diffs"]) < 2:
+        return f"too few paired runs ({len(p['diffs'])}) to compare with the seed-to-seed spread"
+    spread = max(p["std"], *(table[m][key][1] or 0.0 for m in MODEL_ORDER))
+    if p["mean"] > spread:
+        return (f"yes: mean paired difference {p['mean']:+.4g} > spread {spread:.4g} "
+                f"(largest of the paired-difference std and each model's seed std)")
+    return (f"no: mean paired difference {p['mean']:+.4g} is not above the spread {spread:.4g} "
+            f"(largest of the paired-difference std and each model's seed std)")
+
+
+def size_group(record):
+    return f"{record.get('height')}×{record.get('width')}"
+
+
+def breakdown(runs, group_of):
+    """Per group of test images: images, and per model mean fg IoU / DSB mAP (mean over runs of
+    the per-image mean in the group), plus the paired nested − FPN difference of each."""
+    groups = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    counts = {}
+    for r in runs:
+        per_group = defaultdict(list)
+        for image in r.get("per_image", []):
+            per_group[group_of(image)].append(image)
+        for g, images in per_group.items():
+            counts[g] = len(images)
+            for key in ("fg_iou", "dsb_map"):
+                values = [i[key] for i in images if i.get(key) is not None]
+                if values:
+                    groups[g][key][(r["model"], r["seed"])] = sum(values) / len(values)
+    rows = []
+    for g in sorted(groups, key=lambda g: (-counts[g], g)):
+        row = {"group": g, "images": counts[g]}
+        for key in ("fg_iou", "dsb_map"):
+            cell = groups[g][key]
+            for m in MODEL_ORDER:
+                row[(m, key)] = mean_std([v for (mm, _), v in cell.items() if mm == m])[0]
+            seeds = {s for (mm, s) in cell if mm == "fpn"} & {s for (mm, s) in cell if mm == "nested"}
+            row[("diff", key)] = mean_std([cell[("nested", s)] - cell[("fpn", s)] for s in seeds])[0]
+        rows.append(row)
+    return rows
+
+
+def fmt(mean, std=None, decimals=2, sign=False):
+    if mean is None:
+        return "–"
+    text = f"{mean:+.{decimals}f}" if sign else f"{mean:.{decimals}f}"
+    return text + (f" ± {std:.{decimals}f}" if std is not None else "")
+
+
+def mean_of(runs, getter):
+    values = [getter(r) for r in runs]
+    return mean_std([v for v in values if v is not None])[0]
+
+
+def cost_row(model_runs, model_cost=None):
+    """Cost columns; with ``model_cost`` (costs.json) the size-only figures come from there."""
+    first = model_runs[0]
+    fixed = {"params_m": first["parameters"] / 1e6,
+             "gmacs_backbone": first["gflops"]["backbone_and_neck"],
+             "gmacs_whole": mean_of(model_runs, lambda r: r["gflops"]["whole_model"])}
+    if model_cost:
+        fixed = {"params_m": model_cost["parameters"] / 1e6,
+                 "gmacs_backbone": model_cost["gflops_backbone_and_neck"],
+                 "gmacs_whole": model_cost["gflops_whole"]}
+    return {
+        **fixed,
+        "train_wall": mean_of(model_runs, lambda r: r["train_timing"]["wall_s_per_iter"]),
+        "train_cpu": mean_of(model_runs, lambda r: r["train_timing"]["cpu_s_per_iter"]),
+        "infer_ips": mean_of(model_runs, lambda r: r["inference_timing"]["images_per_s"]),
+        "infer_cpu": mean_of(model_runs, lambda r: r["inference_timing"]["cpu_s_per_image"]),
+    }
+
+
+COST_KEYS = ("params_m", "gmacs_backbone", "gmacs_whole", "train_wall", "train_cpu", "infer_ips",
+             "infer_cpu")
+
+
+def relative(value, base):
+    if value is None or not base:
+        return "–"
+    return f"{100 * (value / base - 1):+.1f} %"
+
+
+def load_costs(runs_dir):
+    path = os.path.join(runs_dir, "costs.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def model_cost(costs, model):
+    return (costs or {}).get("models", {}).get(model)
+
+
+def render_markdown(profile_name, profile, runs, command, costs=None):
+    table, paired = aggregate(runs), paired_differences(runs)
+    grouped = by_model(runs)
+    models = [m for m in MODEL_ORDER if m in grouped]
+    names = {r["model"]: r["model_name"] for r in runs}
+    lines = [
+        f"# Mask R-CNN vs Mask R-CNN++ on DSB2018 nuclei — profile `{profile_name}`",
+        "",
+        f"Setting: {profile.description}. Both models use identical data, schedule, augmentation "
+        f"and seeds; only the backbone's neck differs (`{profile.configs['fpn']}` vs "
+        f"`{profile.configs['nested']}`). Mean ± sample std over seeds. fg IoU / Dice: per-image "
+        "mean, percent; DSB mAP: fraction; segm AP/AP50: COCO, percent.",
+        "",
+    ]
+    if not runs:
+        return "\n".join(lines + ["No finished runs yet.", ""])
+    head = "| model | runs | " + " | ".join(m[1] for m in METRICS)
+    head += " | params (M) | GFLOPs backbone+neck | GFLOPs whole | train s/iter wall | train CPU s/iter " \
+            "| inference img/s | inference CPU s/img |"
+    lines += [head, "|" + " --- |" * (2 + len(METRICS)) + " ---: |" * 7]
+    for m in models:
+        cells = [fmt(table[m][k][0], table[m][k][1], d) for k, _, _, d in METRICS]
+        c = cost_row(grouped[m], model_cost(costs, m))
+        cells += [f"{c['params_m']:.2f}", fmt(c["gmacs_backbone"], decimals=1),
+                  fmt(c["gmacs_whole"], decimals=1), fmt(c["train_wall"]), fmt(c["train_cpu"]),
+                  fmt(c["infer_ips"]), fmt(c["infer_cpu"])]
+        lines.append(f"| {names[m]} | {len(grouped[m])} | " + " | ".join(cells) + " |")
+    n_pairs = len(paired["fg_iou"]["diffs"])
+    diff_cells = [fmt(paired[k]["mean"], paired[k]["std"], d, sign=True) for k, _, _, d in METRICS]
+    cost_cells = [""] * 7
+    if all(m in grouped for m in MODEL_ORDER):
+        fpn = cost_row(grouped["fpn"], model_cost(costs, "fpn"))
+        nested = cost_row(grouped["nested"], model_cost(costs, "nested"))
+        cost_cells = [relative(nested[k], fpn[k]) for k in COST_KEYS]
+    lines.append(f"| nested − FPN (paired by seed; cost columns: nested vs FPN) | {n_pairs} pairs | "
+                 + " | ".join(diff_cells + cost_cells) + " |")
+    lines += ["", "Per-seed paired differences (nested − FPN):", ""]
+    for k, label, _, d in METRICS:
+        per_seed = ", ".join(f"seed {s}: {v:+.{d}f}" for s, v in zip(paired[k]["seeds"], paired[k]["diffs"]))
+        lines.append(f"- {label}: {per_seed or 'no paired seeds yet'}")
+    lines += ["", "Does Mask R-CNN++ beat Mask R-CNN by more than the seed-to-seed spread?", ""]
+    lines += [f"- {dict((m[0], m[1]) for m in METRICS)[k]}: {verdict(table, paired, k)}" for k in HEADLINE]
+
+    lines += breakdown_section("modality", runs, lambda i: i.get("modality") or "unknown", models)
+    lines += breakdown_section("image size (height × width)", runs, size_group, models)
+
+    planned = len(profile.seeds)
+    finished = ", ".join(f"{names[m]} {len(grouped[m])}/{planned} ({'seeds ' + ', '.join(str(r['seed']) for r in grouped[m])})"
+                         for m in models)
+    first = runs[0]
+    lines += [
+        "",
+        "## How these numbers were made",
+        "",
+        *sorted({f"- command: `{r['command']}`" for r in runs}),
+        *([f"- report rendered by: `{command}`"] if command not in {r["command"] for r in runs} else []),
+        f"- machine: {first['machine']}",
+        f"- finished runs per model (of the profile's {planned} seeds): {finished}",
+        f"- iterations per run: {first['max_iter']}, batch {first['ims_per_batch']}; "
+        f"test set `{first['test_set']}` ({first['metrics'].get('nuclei', {}).get('num_images')} images)",
+        f"- git commit: {', '.join(sorted({r['git_commit'] for r in runs}))}",
+        f"- dates: {min(r['date'] for r in runs)} – {max(r['date'] for r in runs)}",
+        "- GFLOPs: fvcore's count, which calls one multiply-accumulate one flop (roi_align and nms "
+        f"left out), on a {profile.test_size}×{profile.test_size} input; " + (
+            "from `costs.json`: freshly built models, the whole model with its heads run on "
+            + " / ".join(str(costs["models"][m]["detections"]) for m in MODEL_ORDER if m in costs["models"])
+            + " (FPN / nested) detections (score threshold 0), so independent of training"
+            if costs else
+            "the whole model's count is the trained model's on the first test image (resized), so it "
+            "depends on how many nuclei that model detects"),
+        "- training time: wall and CPU seconds of the training process per iteration (CPU: all its "
+        "threads, not the data-loader workers); inference: model forward only, per test image, after "
+        "two warm-up images",
+    ]
+    if profile.timed and first["machine"].find("GPU") < 0:
+        loads = [v for r in runs for v in (r.get("loadavg_at_end") or [])[:1]]
+        lines.append("- the CPU was shared with other jobs during these runs (1-minute load average at "
+                     f"the end of the runs: {min(loads):.1f}–{max(loads):.1f} on {os.cpu_count()} cores), "
+                     "and two comparison processes may share a plan (each run is locked while it "
+                     "runs), so a seed's FPN and nested runs can overlap in time: wall times are "
+                     "inflated and noisy, CPU s/iter is the steadier figure")
+    if not profile.timed:
+        lines.append("- this profile's schedule was planned, not timed, on its target machine")
+    lines += [f"- per-run JSON: `nuclei_runs/{profile_name}/<model>_seed<k>.json`", ""]
+    return "\n".join(lines)
+
+
+def breakdown_section(title, runs, group_of, models):
+    rows = breakdown(runs, group_of)
+    lines = ["", f"### Per-image results by {title}", "",
+             "Mean over runs of the per-image mean within each group.", "",
+             "| group | test images | " + " | ".join(f"fg IoU {m}" for m in models)
+             + " | fg IoU nested − FPN | " + " | ".join(f"DSB mAP {m}" for m in models)
+             + " | DSB mAP nested − FPN |",
+             "| --- | ---: |" + " ---: |" * (2 * len(models) + 2)]
+    for row in rows:
+        cells = [fmt(row[(m, "fg_iou")]) for m in models] + [fmt(row[("diff", "fg_iou")], sign=True)]
+        cells += [fmt(row[(m, "dsb_map")], decimals=3) for m in models]
+        cells += [fmt(row[("diff", "dsb_map")], decimals=3, sign=True)]
+        lines.append(f"| {row['group']} | {row['images']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_chart(profile_name, runs, path, costs=None):
+    table, paired = aggregate(runs), paired_differences(runs)
+    grouped = by_model(runs)
+    models = [m for m in MODEL_ORDER if m in grouped]
+    # DSB mAP is a fraction: shown ×100 beside the percentages.
+    scale = {k: (100.0 if k == "dsb_map" else 1.0) for k, *_ in METRICS}
+    labels = [label + (" ×100" if scale[k] != 1 else "") for k, label, *_ in METRICS]
+    fig, (ax_abs, ax_diff, ax_cost) = plt.subplots(
+        1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [5, 5, 3]})
+    width = 0.8 / max(1, len(models))
+    for j, m in enumerate(models):
+        xs = [i + (j - (len(models) - 1) / 2) * width for i in range(len(METRICS))]
+        means = [(table[m][k][0] or 0) * scale[k] for k, *_ in METRICS]
+        stds = [(table[m][k][1] or 0) * scale[k] for k, *_ in METRICS]
+        ax_abs.bar(xs, means, width, yerr=stds, capsize=3, label=f"{grouped[m][0]['model_name']} (n={len(grouped[m])})")
+        for x, (k, *_) in zip(xs, METRICS):
+            points = [metric_value(r, k) for r in grouped[m]]
+            points = [p * scale[k] for p in points if p is not None]
+            ax_abs.plot([x] * len(points), points, "k.", markersize=4)
+    ax_abs.set_xticks(range(len(METRICS)), labels, rotation=20)
+    ax_abs.set_title("mean ± std over seeds (dots: seeds)")
+    ax_abs.legend(fontsize=8)
+    for i, (k, *_) in enumerate(METRICS):
+        p = paired[k]
+        if p["mean"] is not None:
+            ax_diff.bar(i, p["mean"] * scale[k], 0.6, yerr=(p["std"] or 0) * scale[k], capsize=3,
+                        color="tab:green" if p["mean"] > 0 else "tab:red")
+            ax_diff.plot([i] * len(p["diffs"]), [d * scale[k] for d in p["diffs"]], "k.", markersize=4)
+    ax_diff.axhline(0, color="grey", linewidth=0.8)
+    ax_diff.set_xlim(-0.6, len(METRICS) - 0.4)
+    ax_diff.set_ylabel("points (dots: seeds)")
+    ax_diff.set_xticks(range(len(METRICS)), labels, rotation=20)
+    ax_diff.set_title(f"nested − FPN, paired by seed ({len(paired['fg_iou']['diffs'])} pairs)")
+    cost_labels = {"params_m": "params", "gmacs_backbone": "GFLOPs\nbackbone+neck",
+                   "train_cpu": "train CPU\ns/iter", "infer_cpu": "inference\nCPU s/img"}
+    if all(m in grouped for m in MODEL_ORDER):
+        fpn = cost_row(grouped["fpn"], model_cost(costs, "fpn"))
+        nested = cost_row(grouped["nested"], model_cost(costs, "nested"))
+        change = [100 * (nested[k] / fpn[k] - 1) if nested[k] and fpn[k] else 0 for k in cost_labels]
+        ax_cost.bar(range(len(change)), change,
+                    color=["tab:red" if c > 0 else "tab:green" for c in change])
+    ax_cost.axhline(0, color="grey", linewidth=0.8)
+    ax_cost.set_xticks(range(len(cost_labels)), list(cost_labels.values()), fontsize=8)
+    ax_cost.set_ylabel("nested vs FPN (%)")
+    ax_cost.set_title("cost")
+    fig.suptitle(f"Mask R-CNN vs Mask R-CNN++, DSB2018 test, profile {profile_name}")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_report(profile_name, profile, runs_dir, results_dir, command):
+    runs, costs = load_runs(runs_dir), load_costs(runs_dir)
+    os.makedirs(results_dir, exist_ok=True)
+    stem = os.path.join(results_dir, f"nuclei_instance_{profile_name}")
+    text = render_markdown(profile_name, profile, runs, command, costs)
+    if runs:
+        render_chart(profile_name, runs, stem + ".png", costs)
+        text = text.replace("## How these numbers were made",
+                            f"![chart](nuclei_instance_{profile_name}.png)\n\n## How these numbers were made")
+    tmp = stem + ".md.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, stem + ".md")
+    print(text)
+    return stem + ".md", stem + ".png"

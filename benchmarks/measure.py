@@ -1,0 +1,103 @@
+"""Measurement helpers shared by the benchmarks: machine, timers, parameter and FLOP counts."""
+import os
+import platform
+import subprocess
+import time
+
+import torch
+from fvcore.nn import FlopCountAnalysis
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def machine_description(device):
+    cpu = platform.processor() or "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    text = f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
+    text += f"{torch.get_num_threads()} threads"
+    if device == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def git_commit():
+    """HEAD's hash, with "+dirty" when the working tree differs from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except OSError:
+        return "unknown"
+    return (commit or "unknown") + ("+dirty" if dirty else "")
+
+
+class Stopwatch:
+    """Accumulated wall seconds and CPU seconds of this process (all its threads).
+
+    On a shared machine the wall time includes waiting for the cores; the CPU
+    time is the work done, whatever the waiting.
+    """
+
+    def __init__(self, device="cpu"):
+        self.device = device
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def _sync(self):
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def __enter__(self):
+        self._sync()
+        self._start = (time.perf_counter(), time.process_time())
+        return self
+
+    def __exit__(self, *exc):
+        self._sync()
+        self.wall += time.perf_counter() - self._start[0]
+        self.cpu += time.process_time() - self._start[1]
+
+
+def count_parameters(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+class _Inference(torch.nn.Module):
+    """A GeneralizedRCNN's inference on one image tensor, returning tensors (fvcore traces those)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image):
+        height, width = image.shape[-2:]
+        out = self.model.inference([{"image": image, "height": height, "width": width}],
+                                   do_postprocess=False)[0]
+        return out.pred_boxes.tensor, out.scores, out.pred_masks
+
+
+def detector_gmacs(model, image):
+    """(whole model, backbone incl. neck) GFLOPs of ``model`` on one CHW image, counted by fvcore,
+    and the number of detections the heads ran on.
+
+    fvcore calls a multiply-accumulate one flop; ops it does not know (roi_align,
+    nms) are left out. The mask head's share depends on how many instances the
+    model detects in ``image``; the backbone's depends only on the image size.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            detections = len(_Inference(model)(image)[1])
+            flops = FlopCountAnalysis(_Inference(model), (image,))
+            flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            total, by_module = flops.total(), flops.by_module()
+    finally:
+        model.train(was_training)
+    return total / 1e9, by_module.get("model.backbone", 0) / 1e9, detections

@@ -1,0 +1,196 @@
+"""tools/compare.py: aggregation over seeds, paired differences, resume, report files.
+
+Training is mocked by hand-made run JSONs; a real smoke run is
+`python tools/compare.py --profile smoke --results-dir /tmp/r --output-root /tmp/o`.
+"""
+import math
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+import comparison_report  # noqa: E402
+import nuclei_comparison  # noqa: E402
+
+
+def fake_run(model, seed, fg_iou, dsb_map, segm_ap=30.0, per_image=None):
+    return {
+        "profile": "smoke", "model": model, "model_name": nuclei_comparison.MODELS[model],
+        "seed": seed, "config": "c.yaml", "overrides": [], "test_set": "dsb2018_sample_val",
+        "max_iter": 5, "ims_per_batch": 2,
+        "metrics": {"nuclei": {"fg_iou": fg_iou, "fg_dice": fg_iou + 10, "dsb_map": dsb_map,
+                               "num_images": 2},
+                    "segm": {"AP": segm_ap, "AP50": float("nan")}, "bbox": {"AP": 1.0}},
+        "per_image": per_image or [],
+        "parameters": 16_000_000 if model == "fpn" else 16_500_000,
+        "gflops": {"input": [3, 128, 128], "whole_model": 10.0, "backbone_and_neck": 1.0},
+        "train_timing": {"wall_s_per_iter": 2.0, "cpu_s_per_iter": 1.5},
+        "inference_timing": {"images_per_s": 4.0, "cpu_s_per_image": 0.3},
+        "command": "python tools/compare.py --profile smoke", "git_commit": "abc",
+        "machine": "test CPU", "loadavg_at_end": [3.0, 2.0, 1.0], "date": "2026-01-01 00:00 UTC",
+    }
+
+
+def write_runs(runs_dir, runs):
+    for r in runs:
+        nuclei_comparison.write_json_atomic(
+            nuclei_comparison.run_path(str(runs_dir), r["model"], r["seed"]), r)
+
+
+def test_mean_std_and_paired_differences():
+    runs = [fake_run("fpn", 0, 70.0, 0.40), fake_run("fpn", 1, 72.0, 0.44),
+            fake_run("fpn", 2, 74.0, 0.42),
+            fake_run("nested", 0, 71.0, 0.45), fake_run("nested", 1, 75.0, 0.47)]
+    table = comparison_report.aggregate(runs)
+    mean, std, n = table["fpn"]["fg_iou"]
+    assert (mean, n) == (72.0, 3) and std == pytest.approx(2.0)  # sample std of 70, 72, 74
+    mean, std, n = table["nested"]["dsb_map"]
+    assert mean == pytest.approx(0.46) and std == pytest.approx(math.sqrt(2) * 0.01) and n == 2
+    assert table["nested"]["segm_ap50"] == (None, None, 0)  # NaN from COCO is no value
+
+    paired = comparison_report.paired_differences(runs)
+    assert paired["fg_iou"]["seeds"] == [0, 1]  # seed 2 has no nested run
+    assert paired["fg_iou"]["diffs"] == pytest.approx([1.0, 3.0])
+    assert paired["fg_iou"]["mean"] == pytest.approx(2.0)
+    assert paired["fg_iou"]["std"] == pytest.approx(math.sqrt(2))
+    assert paired["dsb_map"]["diffs"] == pytest.approx([0.05, 0.03])
+
+
+def test_verdict_compares_the_paired_difference_with_the_seed_spread():
+    clear = [fake_run("fpn", s, 70.0 + 0.1 * s, 0.40) for s in range(3)]
+    clear += [fake_run("nested", s, 75.0 + 0.1 * s, 0.40 + 0.01 * s) for s in range(3)]
+    table, paired = comparison_report.aggregate(clear), comparison_report.paired_differences(clear)
+    assert comparison_report.verdict(table, paired, "fg_iou").startswith("yes")
+    assert comparison_report.verdict(table, paired, "dsb_map").startswith("no")
+
+    one_pair = [fake_run("fpn", 0, 70.0, 0.4), fake_run("nested", 0, 90.0, 0.9)]
+    table, paired = comparison_report.aggregate(one_pair), comparison_report.paired_differences(one_pair)
+    assert comparison_report.verdict(table, paired, "fg_iou").startswith("too few")
+
+
+def test_breakdown_groups_images_by_modality_and_size():
+    images = [{"height": 256, "width": 256, "modality": "grey", "fg_iou": 80.0, "dsb_map": 0.5},
+              {"height": 256, "width": 256, "modality": "grey", "fg_iou": 60.0, "dsb_map": 0.3},
+              {"height": 520, "width": 696, "modality": "colour", "fg_iou": 40.0, "dsb_map": 0.1}]
+    better = [dict(i, fg_iou=i["fg_iou"] + 5) for i in images]
+    runs = [fake_run("fpn", 0, 0, 0, per_image=images), fake_run("nested", 0, 0, 0, per_image=better)]
+    rows = comparison_report.breakdown(runs, lambda i: i["modality"])
+    assert [(r["group"], r["images"]) for r in rows] == [("grey", 2), ("colour", 1)]
+    assert rows[0][("fpn", "fg_iou")] == pytest.approx(70.0)
+    assert rows[0][("diff", "fg_iou")] == pytest.approx(5.0)
+    sizes = comparison_report.breakdown(runs, comparison_report.size_group)
+    assert sizes[1]["group"] == "520×696" and sizes[1][("nested", "dsb_map")] == pytest.approx(0.1)
+
+
+def test_train_timing_sums_the_segments_of_a_resumed_run(tmp_path):
+    first = {"start_iter": 0, "end_iter": 200, "wall_s": 400.0, "cpu_s": 300.0}
+    nuclei_comparison.train_timing(str(tmp_path), first)
+    # A resumed process trains 200..600; one that found the run finished trains nothing.
+    nuclei_comparison.train_timing(str(tmp_path), {"start_iter": 200, "end_iter": 600,
+                                                   "wall_s": 1200.0, "cpu_s": 500.0})
+    timing = nuclei_comparison.train_timing(str(tmp_path), {"start_iter": 600, "end_iter": 600,
+                                                            "wall_s": 1.0, "cpu_s": 1.0})
+    assert timing["iterations_timed"] == 600 and len(timing["segments"]) == 2
+    assert timing["wall_s_per_iter"] == pytest.approx(1600.0 / 600)
+    assert timing["cpu_s_per_iter"] == pytest.approx(800.0 / 600)
+
+
+def test_resume_skips_finished_runs_and_renders_the_report(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    runs_dir = results / "nuclei_runs" / "smoke"
+    write_runs(runs_dir, [fake_run("fpn", 0, 70.0, 0.40)])
+    calls = []
+
+    def fake_run_one(profile, model, seed, runs_dir_arg, output_root, command):
+        calls.append((model, seed))
+        assert runs_dir_arg == str(runs_dir)
+        write_runs(runs_dir, [fake_run(model, seed, 71.0 + seed + (model == "nested"), 0.41)])
+
+    monkeypatch.setattr(nuclei_comparison, "run_one", fake_run_one)
+    monkeypatch.setattr(nuclei_comparison, "model_costs", lambda profile: {
+        "input": [3, 128, 128], "models": {
+            "fpn": {"parameters": 10_000_000, "gflops_whole": 20.0,
+                    "gflops_backbone_and_neck": 2.0, "detections": 400},
+            "nested": {"parameters": 10_500_000, "gflops_whole": 19.0,
+                       "gflops_backbone_and_neck": 1.5, "detections": 400}}})
+    argv = ["--profile", "smoke", "--in-process", "--results-dir", str(results),
+            "--output-root", str(tmp_path / "out")]
+    assert nuclei_comparison.main(argv) == 0
+    assert calls == [("nested", 0), ("fpn", 1), ("nested", 1)]  # paired seeds first
+
+    calls.clear()
+    assert nuclei_comparison.main(argv) == 0
+    assert calls == []  # everything finished: nothing retrained
+
+    md = (results / "nuclei_instance_smoke.md").read_text()
+    assert "| Mask R-CNN (FPN) | 2 | 71.00 ± 1.41 |" in md  # 70 and 72
+    assert "| Mask R-CNN++ (nested FPN) | 2 | 72.50 ± 0.71 |" in md  # 72 and 73
+    assert "| 2 pairs | +1.50 ± 0.71 |" in md
+    # Size-only costs come from costs.json (written once), not from the runs.
+    assert (runs_dir / "costs.json").is_file()
+    assert "| 10.00 | 2.0 | 20.0 |" in md and "| 10.50 | 1.5 | 19.0 |" in md
+    assert "| +5.0 % | -25.0 % | -5.0 % |" in md
+    assert "400 / 400 (FPN / nested) detections" in md
+    assert "fg IoU (%): seed 0: +2.00, seed 1: +1.00" in md
+    assert "--profile smoke" in md and "test CPU" in md
+    with open(results / "nuclei_instance_smoke.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert (results / "nuclei_instance_smoke.png").stat().st_size > 10_000
+
+
+def test_render_only_with_no_runs_says_so(tmp_path):
+    assert nuclei_comparison.main(["--profile", "cpu-small", "--render-only",
+                                   "--results-dir", str(tmp_path)]) == 0
+    assert "No finished runs yet." in (tmp_path / "nuclei_instance_cpu-small.md").read_text()
+    assert not (tmp_path / "nuclei_instance_cpu-small.png").exists()
+
+
+@pytest.mark.parametrize("name", sorted(nuclei_comparison.PROFILES))
+def test_profiles_build_configs_that_differ_only_in_the_backbone(name, tmp_path):
+    profile = nuclei_comparison.PROFILES[name]
+    cfgs = {m: nuclei_comparison.build_cfg(profile, m, 3, str(tmp_path))[0] for m in ("fpn", "nested")}
+    assert cfgs["fpn"].MODEL.BACKBONE.NAME == "build_resnet_fpn_backbone"
+    assert cfgs["nested"].MODEL.BACKBONE.NAME == "build_resnet_nested_fpn_backbone"
+    for cfg in cfgs.values():
+        assert cfg.SEED == 3 and cfg.OUTPUT_DIR == str(tmp_path)
+    for key in ("SOLVER", "INPUT", "DATASETS", "DATALOADER"):
+        assert cfgs["fpn"][key] == cfgs["nested"][key], key
+    assert len(profile.seeds) >= 2
+    if name == "cpu-small":
+        assert cfgs["fpn"].SOLVER.MAX_ITER == 600 and len(profile.seeds) >= 3
+        assert cfgs["fpn"].DATASETS.TEST == ("dsb2018_test",)
+    if name == "smoke":
+        assert cfgs["fpn"].DATASETS.TRAIN == ("dsb2018_sample_train",)
+        assert cfgs["fpn"].INPUT.MIN_SIZE_TEST == 128
+
+
+def test_a_run_locked_by_another_process_is_skipped(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(nuclei_comparison, "ensure_costs", lambda *a: None)
+    monkeypatch.setattr(nuclei_comparison, "run_one", lambda p, m, s, *a: calls.append((m, s)))
+    out = tmp_path / "out"
+    held = nuclei_comparison.run_lock(nuclei_comparison.run_output_dir(str(out), "smoke", "nested", 0))
+    with pytest.raises(nuclei_comparison.RunInProgress):
+        nuclei_comparison.run_lock(nuclei_comparison.run_output_dir(str(out), "smoke", "nested", 0))
+    argv = ["--profile", "smoke", "--seeds", "0", "--in-process", "--results-dir",
+            str(tmp_path / "results"), "--output-root", str(out)]
+    nuclei_comparison.main(argv)
+    assert calls == [("fpn", 0)]
+    held.close()
+    calls.clear()
+    nuclei_comparison.main(argv)
+    assert calls == [("fpn", 0), ("nested", 0)]  # no JSONs were written, so both are pending
+
+
+def test_model_costs_count_both_detectors_at_the_test_size():
+    costs = nuclei_comparison.model_costs(nuclei_comparison.PROFILES["smoke"])
+    fpn, nested = costs["models"]["fpn"], costs["models"]["nested"]
+    assert costs["input"] == [3, 128, 128]
+    for c in (fpn, nested):
+        assert 0 < c["gflops_backbone_and_neck"] < c["gflops_whole"]
+        assert c["detections"] > 0 and c["parameters"] > 1e6
+    # Same ResNet-18 and heads: only the neck differs.
+    assert fpn["gflops_backbone_and_neck"] != nested["gflops_backbone_and_neck"]
+    assert abs(fpn["parameters"] - nested["parameters"]) < 0.1 * fpn["parameters"]
