@@ -10,14 +10,19 @@ from fvcore.nn import FlopCountAnalysis
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def machine_description(device):
-    cpu = platform.processor() or "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    text = f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
+    text = f"{cpu_model()}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
     text += f"{torch.get_num_threads()} threads"
     if device == "cuda":
         text += f", GPU {torch.cuda.get_device_name(0)}"

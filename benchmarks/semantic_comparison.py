@@ -16,7 +16,6 @@ import datetime
 import json
 import logging
 import os
-import platform
 import shlex
 import sys
 import time
@@ -25,6 +24,7 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from measure import cpu_model  # noqa: E402
 import maskrcnnpp  # noqa: E402,F401  (registers datasets and the meta-architecture)
 
 from detectron2.utils.logger import setup_logger  # noqa: E402
@@ -38,17 +38,6 @@ ROWS = {
 }
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 RUNS = os.path.join(RESULTS, "semantic_nuclei_cpu")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_row(key, opts, output_root, threads, command):

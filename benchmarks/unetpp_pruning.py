@@ -12,7 +12,6 @@ them alike. Writes a markdown table to benchmarks/results/.
 import argparse
 import datetime
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -22,23 +21,13 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from measure import cpu_model  # noqa: E402
 import maskrcnnpp  # noqa: E402,F401  (registers the meta-architecture)
 
 from detectron2.modeling import build_model  # noqa: E402
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
 
 PAPER = {"L1": "0.1M", "L2": "0.5M", "L3": "2.2M", "L4": "9.0M"}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build_modes(config_file):
