@@ -131,7 +131,7 @@ def measure_necks(args):
 
 def synthetic_batch(size, num_images, device):
     sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from detectron2.structures import BitMasks, Boxes, Instances
+    from detectron2.structures import BitMasks, Instances
 
     import synthetic
 

@@ -8,6 +8,7 @@ are unchanged. FPN's single top-down path is replaced by the grid of
 import math
 from typing import Dict, List
 
+import torch
 import torch.nn.functional as F
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
@@ -102,7 +103,7 @@ class NestedFPN(Backbone):
     def size_divisibility(self):
         return self._size_divisibility
 
-    def forward(self, x) -> Dict[str, "torch.Tensor"]:
+    def forward(self, x) -> Dict[str, torch.Tensor]:
         features = self.bottom_up(x)
         grid_inputs = [lat(features[f]) for lat, f in zip(self.laterals, self.in_features)]
         grid = self.decoder(grid_inputs)

@@ -7,7 +7,7 @@ With INFERENCE "L<k>" the model runs as ``pruned(k)``: only the encoder levels
 0..k and the nodes X^{i,j} with i + j <= k that X^{0,k} needs.
 """
 import copy
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
