@@ -32,6 +32,7 @@ __all__ = [
     "UPSAMPLES",
     "NestedDecoder",
     "check_choice",
+    "check_decoder_config",
     "grid_nodes",
     "node_name",
 ]
@@ -49,6 +50,23 @@ def check_choice(name: str, value, allowed: Sequence) -> None:
     """Raise a ValueError naming the setting and its allowed values."""
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not supported; allowed values: {list(allowed)}")
+
+
+# Config keys shared by every builder of a NestedDecoder, with their allowed values.
+DECODER_CHOICES = {
+    "CONNECTIVITY": CONNECTIVITIES,
+    "FUSE": FUSES,
+    "NORM": NORMS,
+    "BLOCK": BLOCKS,
+    "UPSAMPLE": UPSAMPLES,
+}
+
+
+def check_decoder_config(node, prefix: str) -> None:
+    """Check the decoder keys present in a config node, naming them as ``prefix.KEY``."""
+    for key, allowed in DECODER_CHOICES.items():
+        if key in node:
+            check_choice(f"{prefix}.{key}", node[key], allowed)
 
 
 def node_name(i: int, j: int) -> str:

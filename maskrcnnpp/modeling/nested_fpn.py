@@ -16,17 +16,7 @@ from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from fvcore.nn import weight_init
 from torch import nn
 
-from .nested_decoder import (
-    BLOCKS,
-    CONNECTIVITIES,
-    FUSES,
-    NORMS,
-    UPSAMPLES,
-    NestedDecoder,
-    check_choice,
-    make_norm,
-    node_name,
-)
+from .nested_decoder import NestedDecoder, check_decoder_config, make_norm, node_name
 
 __all__ = ["NestedFPN", "build_resnet_nested_fpn_backbone"]
 
@@ -128,11 +118,7 @@ class NestedFPN(Backbone):
 def validate_nested_fpn_config(cfg) -> None:
     """Fail at build time, naming the key and the allowed values."""
     nf = cfg.MODEL.NESTED_FPN
-    check_choice("MODEL.NESTED_FPN.CONNECTIVITY", nf.CONNECTIVITY, CONNECTIVITIES)
-    check_choice("MODEL.NESTED_FPN.FUSE", nf.FUSE, FUSES)
-    check_choice("MODEL.NESTED_FPN.NORM", nf.NORM, NORMS)
-    check_choice("MODEL.NESTED_FPN.BLOCK", nf.BLOCK, BLOCKS)
-    check_choice("MODEL.NESTED_FPN.UPSAMPLE", nf.UPSAMPLE, UPSAMPLES)
+    check_decoder_config(nf, "MODEL.NESTED_FPN")
     if len(nf.IN_FEATURES) < 2:
         raise ValueError(
             f"MODEL.NESTED_FPN.IN_FEATURES={list(nf.IN_FEATURES)} needs at least 2 features"

@@ -16,15 +16,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import ImageList
 from torch import nn
 
-from .nested_decoder import (
-    BLOCKS,
-    CONNECTIVITIES,
-    NORMS,
-    UPSAMPLES,
-    NestedDecoder,
-    check_choice,
-    node_name,
-)
+from .nested_decoder import NestedDecoder, check_choice, check_decoder_config, node_name
 from .plain_encoder import PlainEncoder
 from .resnet_encoder import build_resnet_encoder
 from .segmentation_loss import bce_and_dice_losses
@@ -130,10 +122,7 @@ class SemanticUNetPlusPlus(nn.Module):
     def from_config(cls, cfg):
         u = cfg.MODEL.UNETPP
         check_choice("MODEL.UNETPP.ENCODER", u.ENCODER, ENCODERS)
-        check_choice("MODEL.UNETPP.CONNECTIVITY", u.CONNECTIVITY, CONNECTIVITIES)
-        check_choice("MODEL.UNETPP.NORM", u.NORM, NORMS)
-        check_choice("MODEL.UNETPP.BLOCK", u.BLOCK, BLOCKS)
-        check_choice("MODEL.UNETPP.UPSAMPLE", u.UPSAMPLE, UPSAMPLES)
+        check_decoder_config(u, "MODEL.UNETPP")
         if len(u.FILTERS) != u.DEPTH + 1:
             raise ValueError(
                 f"MODEL.UNETPP.FILTERS={list(u.FILTERS)} needs DEPTH + 1 = {u.DEPTH + 1} "
