@@ -15,25 +15,16 @@ from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
+from .segmentation import segmentation_to_rle
+
 __all__ = ["SemanticNucleiMapper", "foreground_mask"]
 
 IGNORE_VALUE = 255
 
 
-def _to_rles(segmentation, height: int, width: int) -> List[dict]:
-    if isinstance(segmentation, list):  # polygons
-        return mask_util.frPyObjects(segmentation, height, width)
-    counts = segmentation["counts"]
-    if isinstance(counts, list):  # uncompressed RLE
-        return [mask_util.frPyObjects(segmentation, height, width)]
-    if isinstance(counts, str):  # compressed RLE as stored in JSON
-        segmentation = dict(segmentation, counts=counts.encode("ascii"))
-    return [segmentation]
-
-
 def foreground_mask(annotations: List[dict], height: int, width: int) -> np.ndarray:
     """H x W uint8, 1 where any annotation's mask (RLE or polygons) is, else 0."""
-    rles = [r for a in annotations for r in _to_rles(a["segmentation"], height, width)]
+    rles = [segmentation_to_rle(a["segmentation"], height, width) for a in annotations]
     if not rles:
         return np.zeros((height, width), dtype=np.uint8)
     mask = mask_util.decode(mask_util.merge(rles, intersect=False))

@@ -26,6 +26,7 @@ from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import create_small_table  # noqa: E402
 
+from ..data.segmentation import segmentation_to_rle  # noqa: E402
 from .nuclei_metrics import (  # noqa: E402
     DSB_IOU_THRESHOLDS,
     dsb_average_precision,
@@ -45,15 +46,7 @@ SEM_SEG_THRESHOLD = 0.5
 
 def decode_segmentation(segmentation, height, width):
     """Boolean H x W mask of one COCO annotation: RLE (counts str, bytes or list) or polygons."""
-    if isinstance(segmentation, dict):
-        counts = segmentation["counts"]
-        if isinstance(counts, list):  # uncompressed RLE
-            rle = mask_util.frPyObjects(segmentation, height, width)
-        else:  # compressed RLE; JSON stores counts as str, pycocotools wants bytes
-            rle = dict(segmentation, counts=counts.encode() if isinstance(counts, str) else counts)
-    else:
-        rle = mask_util.merge(mask_util.frPyObjects(segmentation, height, width))
-    mask = mask_util.decode(rle).astype(bool)
+    mask = mask_util.decode(segmentation_to_rle(segmentation, height, width)).astype(bool)
     if mask.shape != (height, width):
         raise ValueError(f"Segmentation of size {mask.shape} in an image of {(height, width)}")
     return mask
