@@ -17,7 +17,6 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +32,7 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from maskrcnnpp.engine import Trainer  # noqa: E402
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
+from maskrcnnpp.utils.json_io import write_json_atomic  # noqa: E402
 
 import comparison_report  # noqa: E402
 
@@ -97,20 +97,6 @@ def run_output_dir(output_root, profile_name, model, seed):
 
 def run_path(runs_dir, model, seed):
     return os.path.join(runs_dir, f"{model}_seed{seed}.json")
-
-
-def write_json_atomic(path, content):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp.", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(content, f, indent=1)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 class RunInProgress(RuntimeError):

@@ -30,6 +30,7 @@ import maskrcnnpp  # noqa: E402,F401  (registers datasets and the meta-architect
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from maskrcnnpp.engine import Trainer  # noqa: E402
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
+from maskrcnnpp.utils.json_io import write_json_atomic  # noqa: E402
 
 ROWS = {
     "unet": ("U-Net", "configs/nuclei/unet_cpu.yaml"),
@@ -89,9 +90,7 @@ def run_row(key, opts, output_root, threads, command):
         "settings": settings_of(cfg),
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
     }
-    os.makedirs(RUNS, exist_ok=True)
-    with open(os.path.join(RUNS, f"{key}.json"), "w") as f:
-        json.dump(record, f, indent=2)
+    write_json_atomic(os.path.join(RUNS, f"{key}.json"), record, indent=2)
     return record
 
 

@@ -16,6 +16,7 @@ from detectron2.structures import Boxes, Instances
 from maskrcnnpp import add_maskrcnnpp_config
 from maskrcnnpp.evaluation import NucleiEvaluator
 from maskrcnnpp.evaluation.nuclei_evaluator import decode_segmentation, ground_truth_as_instances
+from maskrcnnpp.utils.json_io import write_json_atomic
 
 SQUARES_PER_DENSE_IMAGE = 150
 
@@ -200,3 +201,12 @@ def test_decode_segmentation_formats():
         polygon_of(2, 3, 4),
     ):
         assert np.array_equal(decode_segmentation(segmentation, 10, 12), mask)
+
+
+def test_result_files_are_strict_json_with_nan_as_null(tmp_path):
+    path = tmp_path / "results.json"
+    write_json_atomic(str(path), {"segm": {"AP": 21.7, "APl": float("nan")}, "runs": [float("inf"), 1]})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"segm": {"AP": 21.7, "APl": None}, "runs": [None, 1]}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left behind

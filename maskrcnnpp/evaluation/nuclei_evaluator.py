@@ -6,10 +6,8 @@ leaderboard); COCO AP is in percent (Detectron2's convention).
 """
 import importlib.util
 import itertools
-import json
 import logging
 import os
-import tempfile
 from collections import OrderedDict
 
 import numpy as np
@@ -27,6 +25,7 @@ from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import create_small_table  # noqa: E402
 
 from ..data.segmentation import segmentation_to_rle  # noqa: E402
+from ..utils.json_io import write_json_atomic  # noqa: E402
 from .nuclei_metrics import (  # noqa: E402
     DSB_IOU_THRESHOLDS,
     dsb_average_precision,
@@ -318,16 +317,3 @@ def summarize(records):
             summary[f"dsb_ap@{t:.2f}"] = float(ap)
     summary["num_images"] = len(records)
     return summary
-
-
-def write_json_atomic(path, content):
-    """Write JSON through a temporary file in the same folder, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".nuclei_metrics.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(content, f, indent=1)
-        os.replace(tmp_path, path)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
