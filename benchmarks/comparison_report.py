@@ -221,6 +221,7 @@ def render_markdown(profile_name, profile, runs, command, costs=None):
     lines += ["", "Does Mask R-CNN++ beat Mask R-CNN by more than the seed-to-seed spread?", ""]
     lines += [f"- {dict((m[0], m[1]) for m in METRICS)[k]}: {verdict(table, paired, k)}" for k in HEADLINE]
 
+    lines += object_size_section(runs, models)
     lines += breakdown_section("modality", runs, lambda i: i.get("modality") or "unknown", models)
     lines += breakdown_section("image size (height × width)", runs, size_group, models)
 
@@ -254,15 +255,39 @@ def render_markdown(profile_name, profile, runs, command, costs=None):
     ]
     if profile.timed and first["machine"].find("GPU") < 0:
         loads = [v for r in runs for v in (r.get("loadavg_at_end") or [])[:1]]
-        lines.append("- the CPU was shared with other jobs during these runs (1-minute load average at "
-                     f"the end of the runs: {min(loads):.1f}–{max(loads):.1f} on {os.cpu_count()} cores), "
-                     "and two comparison processes may share a plan (each run is locked while it "
-                     "runs), so a seed's FPN and nested runs can overlap in time: wall times are "
-                     "inflated and noisy, CPU s/iter is the steadier figure")
+        lines.append(f"- load: the 1-minute load average at the end of the runs was {min(loads):.1f}–"
+                     f"{max(loads):.1f} on {os.cpu_count()} cores; two comparison processes may share "
+                     "a plan (each run is locked while it runs), so a seed's FPN and nested runs can "
+                     "overlap in time. Wall times depend on that load; CPU s/iter is the steadier figure")
     if not profile.timed:
         lines.append("- this profile's schedule was planned, not timed, on its target machine")
     lines += [f"- per-run JSON: `nuclei_runs/{profile_name}/<model>_seed<k>.json`", ""]
     return "\n".join(lines)
+
+
+OBJECT_SIZES = (("APs", "small: area < 32² px"), ("APm", "medium: 32²–96² px"), ("APl", "large: > 96² px"))
+
+
+def object_size_section(runs, models):
+    """COCO segm AP by nucleus area (at the image's original resolution), per model and paired."""
+    grouped = by_model(runs)
+    lines = ["", "### COCO segm AP by nucleus size", "",
+             "Mean ± std over seeds; an empty cell: no nuclei of that size in the test set.", "",
+             "| nucleus size | " + " | ".join(grouped[m][0]["model_name"] for m in models)
+             + " | nested − FPN (paired) |", "| --- |" + " ---: |" * (len(models) + 1)]
+    for field, label in OBJECT_SIZES:
+        def value(run):
+            v = run["metrics"].get("segm", {}).get(field)
+            return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+        cells = [fmt(*mean_std([value(r) for r in grouped[m]])) for m in models]
+        by_seed = {m: {r["seed"]: value(r) for r in grouped[m]} for m in models}
+        diffs = []
+        if all(m in by_seed for m in MODEL_ORDER):
+            diffs = [by_seed["nested"][s] - by_seed["fpn"][s] for s in by_seed["nested"]
+                     if s in by_seed["fpn"] and None not in (by_seed["nested"][s], by_seed["fpn"][s])]
+        cells.append(fmt(*mean_std(diffs), sign=True))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def breakdown_section(title, runs, group_of, models):

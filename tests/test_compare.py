@@ -194,3 +194,17 @@ def test_model_costs_count_both_detectors_at_the_test_size():
     # Same ResNet-18 and heads: only the neck differs.
     assert fpn["gflops_backbone_and_neck"] != nested["gflops_backbone_and_neck"]
     assert abs(fpn["parameters"] - nested["parameters"]) < 0.1 * fpn["parameters"]
+
+
+def test_object_size_section_pairs_coco_ap_by_nucleus_size():
+    runs = []
+    for seed, (fpn_small, nested_small) in enumerate([(20.0, 23.0), (22.0, 24.0)]):
+        for model, small in (("fpn", fpn_small), ("nested", nested_small)):
+            run = fake_run(model, seed, 70.0, 0.4)
+            run["metrics"]["segm"].update({"APs": small, "APm": 40.0, "APl": None})
+            runs.append(run)
+    rows = {line.split(" | ")[0]: line for line in comparison_report.object_size_section(runs, ["fpn", "nested"])}
+    assert "21.00 ± 1.41" in rows["| small: area < 32² px"]
+    assert rows["| small: area < 32² px"].endswith("| +2.50 ± 0.71 |")
+    assert rows["| medium: 32²–96² px"].endswith("| +0.00 ± 0.00 |")
+    assert rows["| large: > 96² px"].count("–") == 3  # no large nuclei: empty, not NaN or zero
