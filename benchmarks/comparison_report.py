@@ -359,8 +359,13 @@ def render_chart(profile_name, runs, path, costs=None):
     os.replace(tmp, path)
 
 
-def write_report(profile_name, profile, runs_dir, results_dir, command):
+def write_report(profile_name, profile, runs_dir, fpn_runs_dir, results_dir, command):
+    """``fpn_runs_dir``: where the FPN runs live when this profile shares another's, else None."""
     runs, costs = load_runs(runs_dir), load_costs(runs_dir)
+    if fpn_runs_dir:
+        runs = [r for r in runs if r["model"] != "fpn"]
+        runs = sorted(runs + [r for r in load_runs(fpn_runs_dir) if r["model"] == "fpn"],
+                      key=lambda r: (MODEL_ORDER.index(r["model"]), r["seed"]))
     os.makedirs(results_dir, exist_ok=True)
     stem = os.path.join(results_dir, f"nuclei_instance_{profile_name}")
     text = render_markdown(profile_name, profile, runs, command, costs)

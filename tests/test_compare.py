@@ -161,6 +161,11 @@ def test_profiles_build_configs_that_differ_only_in_the_backbone(name, tmp_path)
     if name == "cpu-small":
         assert cfgs["fpn"].SOLVER.MAX_ITER == 600 and len(profile.seeds) >= 3
         assert cfgs["fpn"].DATASETS.TEST == ("dsb2018_test",)
+    if name == "cpu-small-nested64":  # an ablation of the nested model only: FPN is cpu-small's
+        assert cfgs["nested"].MODEL.NESTED_FPN.NODE_CHANNELS == [64, 64, 128, 128]
+        baseline = nuclei_comparison.build_cfg(nuclei_comparison.PROFILES["cpu-small"], "fpn", 3,
+                                               str(tmp_path))[0]
+        assert cfgs["fpn"].dump() == baseline.dump()
     if name == "smoke":
         assert cfgs["fpn"].DATASETS.TRAIN == ("dsb2018_sample_train",)
         assert cfgs["fpn"].INPUT.MIN_SIZE_TEST == 128
@@ -208,3 +213,26 @@ def test_object_size_section_pairs_coco_ap_by_nucleus_size():
     assert rows["| small: area < 32² px"].endswith("| +2.50 ± 0.71 |")
     assert rows["| medium: 32²–96² px"].endswith("| +0.00 ± 0.00 |")
     assert rows["| large: > 96² px"].count("–") == 3  # no large nuclei: empty, not NaN or zero
+
+
+def test_an_ablation_profile_pairs_its_nested_runs_with_the_shared_fpn_runs(tmp_path):
+    results = tmp_path / "results"
+    write_runs(results / "nuclei_runs" / "cpu-small",
+               [fake_run("fpn", s, 70.0, 0.40) for s in (0, 1)] + [fake_run("nested", 0, 10.0, 0.1)])
+    write_runs(results / "nuclei_runs" / "cpu-small-nested64",
+               [fake_run("nested", 0, 71.0, 0.42), fake_run("nested", 1, 73.0, 0.42)])
+    argv = ["--profile", "cpu-small-nested64", "--render-only", "--results-dir", str(results)]
+    assert nuclei_comparison.main(argv) == 0
+    text = (results / "nuclei_instance_cpu-small-nested64.md").read_text()
+    assert "| 2 pairs | +2.00 ± 1.41 |" in text  # its own nested runs against cpu-small's FPN runs
+    assert "10.00" not in text  # cpu-small's nested run is not mixed in
+
+
+def test_an_ablation_profile_trains_only_its_nested_runs(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(nuclei_comparison, "run_one", lambda profile, model, seed, *a: calls.append((model, seed)))
+    monkeypatch.setattr(nuclei_comparison, "model_costs", lambda profile: {"input": [3, 8, 8], "models": {}})
+    argv = ["--profile", "cpu-small-nested64", "--in-process", "--results-dir", str(tmp_path / "results"),
+            "--output-root", str(tmp_path / "out")]
+    assert nuclei_comparison.main(argv) == 0
+    assert calls == [("nested", 0), ("nested", 1), ("nested", 2)]
