@@ -4,6 +4,7 @@
     DETECTRON2_DATASETS=datasets python tools/compare.py --profile cpu-small
     python tools/compare.py --profile gpu-paper --model nested --seed 1   # one run per command
     python tools/compare.py --profile cpu-small --render-only             # rebuild the report
+    python tools/compare.py --profile cpu-small-nested64                  # an ablation of the nested model
 
 Writes benchmarks/results/nuclei_instance_<profile>.md and .png, and one JSON per
 run under benchmarks/results/nuclei_runs/<profile>/. Finished runs are skipped;
