@@ -30,13 +30,16 @@ def machine_description(device):
 
 
 def git_commit():
-    """HEAD's hash, with "+dirty" when the working tree differs from it."""
+    """HEAD's hash, with "+dirty" when the code differs from it.
+
+    Changes under benchmarks/results/ do not count: a benchmark rewrites its own committed results.
+    """
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")
     except OSError:
         return "unknown"
     return (commit or "unknown") + ("+dirty" if dirty else "")
