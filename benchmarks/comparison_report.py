@@ -253,6 +253,13 @@ def render_markdown(profile_name, profile, runs, command, costs=None):
         "threads, not the data-loader workers); inference: model forward only, per test image, after "
         "two warm-up images",
     ]
+    resumed = [r for r in runs if (r.get("train_timing") or {}).get("iterations_timed", r["max_iter"]) < r["max_iter"]]
+    if resumed:
+        lines.append("- resumed after their process was killed (`--resume` semantics: from the last "
+                     "checkpoint, so not bit-identical to an uninterrupted run; timed over the resumed "
+                     "iterations only): " + ", ".join(
+                         f"{names[r['model']]} seed {r['seed']} ({r['train_timing']['iterations_timed']} "
+                         "iterations timed)" for r in resumed))
     if profile.timed and first["machine"].find("GPU") < 0:
         loads = [v for r in runs for v in (r.get("loadavg_at_end") or [])[:1]]
         lines.append(f"- load: the 1-minute load average at the end of the runs was {min(loads):.1f}–"

@@ -215,6 +215,17 @@ def test_object_size_section_pairs_coco_ap_by_nucleus_size():
     assert rows["| large: > 96² px"].count("–") == 3  # no large nuclei: empty, not NaN or zero
 
 
+def test_the_report_names_runs_that_were_resumed_from_a_checkpoint():
+    runs = [fake_run(m, s, 70.0, 0.4) for m in ("fpn", "nested") for s in (0, 1)]
+    runs[1]["train_timing"].update(iterations_timed=2)  # fpn seed 1 was killed and resumed
+    runs[2]["train_timing"].update(iterations_timed=5)
+    profile = nuclei_comparison.PROFILES["smoke"]
+    text = comparison_report.render_markdown("smoke", profile, runs, "python tools/compare.py --profile smoke")
+    resumed = [line for line in text.splitlines() if line.startswith("- resumed")]
+    assert len(resumed) == 1
+    assert resumed[0].endswith("Mask R-CNN (FPN) seed 1 (2 iterations timed)")
+
+
 def test_an_ablation_profile_pairs_its_nested_runs_with_the_shared_fpn_runs(tmp_path):
     results = tmp_path / "results"
     write_runs(results / "nuclei_runs" / "cpu-small",
