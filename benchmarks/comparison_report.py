@@ -263,7 +263,7 @@ def render_markdown(profile_name, profile, runs, command, costs=None):
     if profile.timed and first["machine"].find("GPU") < 0:
         loads = [v for r in runs for v in (r.get("loadavg_at_end") or [])[:1]]
         lines.append(f"- load: the 1-minute load average at the end of the runs was {min(loads):.1f}–"
-                     f"{max(loads):.1f} on {os.cpu_count()} cores; two comparison processes may share "
+                     f"{max(loads):.1f} (cores: see the machine line); two comparison processes may share "
                      "a plan (each run is locked while it runs), so a seed's FPN and nested runs can "
                      "overlap in time. Wall times depend on that load; CPU s/iter is the steadier figure")
     if not profile.timed:
