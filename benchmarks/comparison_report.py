@@ -225,8 +225,8 @@ def render_markdown(profile_name, profile, runs, command, costs=None):
     lines += breakdown_section("modality", runs, lambda i: i.get("modality") or "unknown", models)
     lines += breakdown_section("image size (height × width)", runs, size_group, models)
 
-    planned = len(profile.seeds)
-    finished = ", ".join(f"{names[m]} {len(grouped[m])}/{planned} ({'seeds ' + ', '.join(str(r['seed']) for r in grouped[m])})"
+    planned = ", ".join(str(s) for s in profile.seeds)
+    finished = ", ".join(f"{names[m]} {len(grouped[m])} ({'seeds ' + ', '.join(str(r['seed']) for r in grouped[m])})"
                          for m in models)
     first = runs[0]
     lines += [
@@ -236,7 +236,8 @@ def render_markdown(profile_name, profile, runs, command, costs=None):
         *sorted({f"- command: `{r['command']}`" for r in runs}),
         *([f"- report rendered by: `{command}`"] if command not in {r["command"] for r in runs} else []),
         f"- machine: {first['machine']}",
-        f"- finished runs per model (of the profile's {planned} seeds): {finished}",
+        f"- finished runs per model: {finished}; the profile plans seeds {planned}, and `--seeds` "
+        "adds others",
         f"- iterations per run: {first['max_iter']}, batch {first['ims_per_batch']}; "
         f"test set `{first['test_set']}` ({first['metrics'].get('nuclei', {}).get('num_images')} images)",
         f"- git commit: {', '.join(sorted({r['git_commit'] for r in runs}))}",

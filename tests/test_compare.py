@@ -226,6 +226,15 @@ def test_the_report_names_runs_that_were_resumed_from_a_checkpoint():
     assert resumed[0].endswith("Mask R-CNN (FPN) seed 1 (2 iterations timed)")
 
 
+def test_seeds_added_beyond_the_profile_are_aggregated_and_listed():
+    runs = [fake_run(m, s, 70.0 + s, 0.4) for m in ("fpn", "nested") for s in (0, 1, 5)]
+    profile = nuclei_comparison.PROFILES["smoke"]
+    assert 5 not in profile.seeds
+    text = comparison_report.render_markdown("smoke", profile, runs, "python tools/compare.py --profile smoke")
+    assert "| Mask R-CNN (FPN) | 3 | 72.00 ± 2.65 |" in text
+    assert "finished runs per model: Mask R-CNN (FPN) 3 (seeds 0, 1, 5)" in text
+
+
 def test_an_ablation_profile_pairs_its_nested_runs_with_the_shared_fpn_runs(tmp_path):
     results = tmp_path / "results"
     write_runs(results / "nuclei_runs" / "cpu-small",
