@@ -27,13 +27,21 @@ def load_runs(runs_dir):
     for path in sorted(glob.glob(os.path.join(runs_dir, "*_seed*.json"))):
         with open(path) as f:
             runs.append(json.load(f))
+    return in_report_order(runs)
+
+
+def in_report_order(runs):
     return sorted(runs, key=lambda r: (MODEL_ORDER.index(r["model"]), r["seed"]))
 
 
-def metric_value(run, key):
-    section, field = next(m[2] for m in METRICS if m[0] == key)
+def field_value(run, section, field):
+    """``run["metrics"][section][field]``; None when absent or NaN (COCO's "no objects of that size")."""
     value = run["metrics"].get(section, {}).get(field)
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def metric_value(run, key):
+    return field_value(run, *next(m[2] for m in METRICS if m[0] == key))
 
 
 def mean_std(values):
@@ -65,19 +73,20 @@ def aggregate(runs):
     return table
 
 
-def paired_differences(runs):
-    """{metric: {"seeds", "diffs", "mean", "std"}}: nested minus FPN for every seed both finished."""
+def paired_difference(runs, value_of):
+    """{"seeds", "diffs", "mean", "std"}: nested minus FPN of ``value_of(run)`` for every seed both
+    finished with a value."""
     seeds = {m: {r["seed"]: r for r in rs} for m, rs in by_model(runs).items()}
     common = sorted(set(seeds.get("fpn", {})) & set(seeds.get("nested", {})))
-    out = {}
-    for key, *_ in METRICS:
-        pairs = [(s, metric_value(seeds["nested"][s], key), metric_value(seeds["fpn"][s], key))
-                 for s in common]
-        pairs = [(s, n - f) for s, n, f in pairs if n is not None and f is not None]
-        mean, std = mean_std([d for _, d in pairs])
-        out[key] = {"seeds": [s for s, _ in pairs], "diffs": [d for _, d in pairs],
-                    "mean": mean, "std": std}
-    return out
+    pairs = [(s, value_of(seeds["nested"][s]), value_of(seeds["fpn"][s])) for s in common]
+    pairs = [(s, n - f) for s, n, f in pairs if n is not None and f is not None]
+    mean, std = mean_std([d for _, d in pairs])
+    return {"seeds": [s for s, _ in pairs], "diffs": [d for _, d in pairs], "mean": mean, "std": std}
+
+
+def paired_differences(runs):
+    """{metric: paired_difference} for every metric of the table."""
+    return {key: paired_difference(runs, lambda r, key=key: metric_value(r, key)) for key, *_ in METRICS}
 
 
 def verdict(table, paired, key):
@@ -285,15 +294,10 @@ def object_size_section(runs, models):
              + " | nested − FPN (paired) |", "| --- |" + " ---: |" * (len(models) + 1)]
     for field, label in OBJECT_SIZES:
         def value(run):
-            v = run["metrics"].get("segm", {}).get(field)
-            return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+            return field_value(run, "segm", field)
         cells = [fmt(*mean_std([value(r) for r in grouped[m]])) for m in models]
-        by_seed = {m: {r["seed"]: value(r) for r in grouped[m]} for m in models}
-        diffs = []
-        if all(m in by_seed for m in MODEL_ORDER):
-            diffs = [by_seed["nested"][s] - by_seed["fpn"][s] for s in by_seed["nested"]
-                     if s in by_seed["fpn"] and None not in (by_seed["nested"][s], by_seed["fpn"][s])]
-        cells.append(fmt(*mean_std(diffs), sign=True))
+        diff = paired_difference(runs, value)
+        cells.append(fmt(diff["mean"], diff["std"], sign=True))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -372,8 +376,7 @@ def write_report(profile_name, profile, runs_dir, fpn_runs_dir, results_dir, com
     runs, costs = load_runs(runs_dir), load_costs(runs_dir)
     if fpn_runs_dir:
         runs = [r for r in runs if r["model"] != "fpn"]
-        runs = sorted(runs + [r for r in load_runs(fpn_runs_dir) if r["model"] == "fpn"],
-                      key=lambda r: (MODEL_ORDER.index(r["model"]), r["seed"]))
+        runs = in_report_order(runs + [r for r in load_runs(fpn_runs_dir) if r["model"] == "fpn"])
     os.makedirs(results_dir, exist_ok=True)
     stem = os.path.join(results_dir, f"nuclei_instance_{profile_name}")
     text = render_markdown(profile_name, profile, runs, command, costs)

@@ -341,8 +341,9 @@ def runs_dir_of(args):
 
 def render(args, command):
     profile = PROFILES[args.profile]
-    shared = profile.fpn_runs_from and os.path.join(args.results_dir, "nuclei_runs", profile.fpn_runs_from)
-    comparison_report.write_report(args.profile, profile, runs_dir_of(args), shared or None,
+    shared = (os.path.join(args.results_dir, "nuclei_runs", profile.fpn_runs_from)
+              if profile.fpn_runs_from else None)
+    comparison_report.write_report(args.profile, profile, runs_dir_of(args), shared,
                                    args.results_dir, command)
 
 
