@@ -1,8 +1,37 @@
-"""Result files: strict JSON, written atomically."""
+"""Writing files atomically (temporary file in the same folder, then rename), and strict JSON."""
+import contextlib
 import json
 import math
 import os
 import tempfile
+
+__all__ = ["atomic_write", "strict_json", "write_json_atomic"]
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="w", **open_kwargs):
+    """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` in one rename.
+
+    On an exception (or a kill) ``path`` keeps its old content and the temporary
+    file is removed (a kill can leave it behind, under a hidden ``.<name>.*.tmp``
+    name that no reader looks for). ``mode`` is ``"w"`` or ``"wb"``.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', not {mode!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def strict_json(value):
@@ -21,15 +50,6 @@ def strict_json(value):
 
 
 def write_json_atomic(path, content, indent=1):
-    """Write ``content`` as strict JSON through a temporary file in the same folder, then rename it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(strict_json(content), f, indent=indent, allow_nan=False)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write ``content`` as strict JSON, atomically (see :func:`atomic_write`)."""
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(strict_json(content), f, indent=indent, allow_nan=False)
