@@ -7,7 +7,9 @@
     python tools/train_net.py --config-file ... --num-gpus 8      # one machine, 8 GPUs
 
 Trailing KEY VALUE pairs override the config. Logs, metrics.json, tensorboard
-events and checkpoints go to OUTPUT_DIR.
+events and checkpoints go to OUTPUT_DIR. A bad config key or value, dataset
+name or weights file stops with one line and exit code 2 (MASKRCNNPP_DEBUG=1
+shows the traceback).
 """
 import os
 import sys
@@ -15,28 +17,34 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import maskrcnnpp  # noqa: E402  (first: registers parts and installs Detectron2 guards)
 
-from maskrcnnpp.engine import Trainer, setup_cfg  # noqa: E402
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.engine import default_argument_parser, launch  # noqa: E402
+
+from maskrcnnpp.engine import NucleiCheckpointer, Trainer, load_weights_strictly  # noqa: E402
+from maskrcnnpp.engine.setup import checked_cfg, setup_cfg  # noqa: E402
+from maskrcnnpp.errors import run_command  # noqa: E402
 
 
 def main(args):
     cfg = setup_cfg(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        # Evaluation refuses weights that do not match the model (training accepts them).
+        checkpointer = NucleiCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        use_last = args.resume and checkpointer.has_checkpoint()
+        weights = checkpointer.get_checkpoint_file() if use_last else cfg.MODEL.WEIGHTS
+        load_weights_strictly(model, weights, args.config_file)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 
 
-if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+def run(argv=None):
+    args = default_argument_parser().parse_args(argv)
     print("Command Line Args:", args)
-    launch(
+    run_command(checked_cfg, args)  # here, not only in the workers: a mistake is one line, not N tracebacks
+    return run_command(
+        launch,
         main,
         args.num_gpus,
         num_machines=args.num_machines,
@@ -44,3 +52,7 @@ if __name__ == "__main__":
         dist_url=args.dist_url,
         args=(args,),
     )
+
+
+if __name__ == "__main__":
+    run()

@@ -1,5 +1,6 @@
 """DefaultTrainer with the nuclei data pipeline, evaluator and optimizer choice."""
 import importlib.util
+import logging
 import os
 
 from detectron2.data import (
@@ -13,7 +14,10 @@ from detectron2.evaluation import COCOEvaluator
 
 from ..data.augmentation import build_nuclei_augmentation
 from ..data.semantic_mapper import SemanticNucleiMapper
+from .checkpoint import NucleiCheckpointer, read_checkpoint, weights_mismatch
 from .optimizer import build_optimizer
+
+logger = logging.getLogger(__name__)
 
 
 def has_compiled_ops() -> bool:
@@ -26,6 +30,30 @@ def is_semantic(cfg) -> bool:
 
 
 class Trainer(DefaultTrainer):
+    def build_hooks(self):
+        # Called by DefaultTrainer.__init__ right after it made its checkpointer: swap in the
+        # atomic, resume-safe one before the PeriodicCheckpointer hook takes hold of it.
+        old = self.checkpointer
+        self.checkpointer = NucleiCheckpointer(old.model, old.save_dir, **old.checkpointables)
+        return super().build_hooks()
+
+    def resume_or_load(self, resume=True):
+        resuming = resume and self.checkpointer.has_checkpoint()
+        if not resuming and self.cfg.MODEL.WEIGHTS:
+            # Fine-tuning from weights of another model is allowed; say once what did not match.
+            problem = weights_mismatch(self.checkpointer.model, read_checkpoint(self.cfg.MODEL.WEIGHTS))
+            if problem:
+                logger.warning(
+                    f"MODEL.WEIGHTS {self.cfg.MODEL.WEIGHTS} does not match this model: {problem}. "
+                    "Those parameters start from their random initialisation."
+                )
+        super().resume_or_load(resume=resume)
+        if resuming and self.start_iter >= self.max_iter and not self.checkpointer.final_is_readable():
+            # The run ended while model_final.pth was being written: write it again.
+            logger.warning(f"{self.cfg.OUTPUT_DIR}: training had finished but model_final.pth is missing "
+                           "or unreadable; writing it again from the last checkpoint")
+            self.checkpointer.save("model_final", iteration=self.iter)
+
     @classmethod
     def build_train_loader(cls, cfg):
         if is_semantic(cfg):

@@ -1,23 +1,35 @@
-"""Command line of tools/predict.py (kept here so that it is importable and testable)."""
+"""``maskrcnnpp-predict`` / ``tools/predict.py``: the command line and the per-image loop.
+
+For each input image: read it (inputs.py), predict (predictor.py), write the
+label image, the overlay and its COCO records (outputs.py). A failing image is
+reported in one line and skipped; the others go on.
+"""
 import argparse
 import os
 import re
 import sys
+from dataclasses import dataclass, field
+from typing import List
+
+from PIL import Image
+from tqdm import tqdm
 
 from ..engine.setup import load_cfg
-from .errors import PredictError
-from .output_dir import prepare_output_dir
+from ..errors import EXIT_USER_ERROR, UserError, debug_enabled
+from ..utils.json_io import atomic_write
+from .inputs import expand_inputs, output_stems, prepare_output_dir, read_image_rgb8
+from .outputs import RESULTS_FILE_NAME, CocoResultsWriter, build_label_image, coco_records, draw_overlay, write_label_image
 from .predictor import NucleiPredictor
-from .runner import predict_batch
 
-__all__ = ["build_parser", "main", "split_trailing_opts"]
+__all__ = ["BatchSummary", "ImageResult", "build_parser", "main", "predict_batch", "predict_image", "split_trailing_opts"]
 
-EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_FATAL = 0, 1, 2
+EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_FATAL = 0, 1, EXIT_USER_ERROR
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
+        prog="maskrcnnpp-predict",
         description="Predict nuclei with a trained Mask R-CNN / Mask R-CNN++: an overlay PNG and a "
         "16-bit label image per input, and one COCO results JSON for all of them.",
         epilog="Example: python tools/predict.py --config-file "
@@ -35,8 +47,9 @@ def build_parser():
         "coco_instances_results.json",
     )
     parser.add_argument(
-        "--score-threshold", type=float, default=0.5,
-        help="keep nuclei with at least this score (default 0.5, the paper's)",
+        "--score-threshold", type=float, default=None, metavar="S",
+        help="keep nuclei with at least this score (default: the config's TEST.NUCLEI.SCORE_THRESHOLD, "
+        "0.5 as in the paper, the threshold evaluation uses)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -61,9 +74,19 @@ def main(argv=None):
     if not inputs:
         print("error: --input names no image", file=sys.stderr)
         return EXIT_FATAL
+    if args.score_threshold is not None:
+        if not 0.0 <= args.score_threshold <= 1.0:
+            print(f"error: --score-threshold {args.score_threshold} is not in [0, 1]", file=sys.stderr)
+            return EXIT_FATAL
+        opts += ["TEST.NUCLEI.SCORE_THRESHOLD", str(args.score_threshold)]
     try:
-        summary = _run(args, inputs, opts)
-    except PredictError as e:
+        cfg = load_cfg(args.config_file, opts)
+        layout = prepare_output_dir(args.output or os.path.join(cfg.OUTPUT_DIR, "predictions"))
+        predictor = NucleiPredictor(cfg, config_file=args.config_file)
+        summary = predict_batch(predictor, inputs, layout, progress=not args.no_progress)
+    except UserError as e:
+        if debug_enabled():
+            raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FATAL
     print(
@@ -76,13 +99,71 @@ def main(argv=None):
     return EXIT_OK
 
 
-def _run(args, inputs, opts):
-    try:
-        cfg = load_cfg(args.config_file, opts)
-    except FileNotFoundError as e:
-        raise PredictError(str(e)) from None
-    except Exception as e:  # yacs: unknown key, odd number of overrides, bad value
-        raise PredictError(f"{args.config_file}: bad config or overrides ({e})") from None
-    layout = prepare_output_dir(args.output or os.path.join(cfg.OUTPUT_DIR, "predictions"))
-    predictor = NucleiPredictor(cfg, args.score_threshold, config_file=args.config_file)
-    return predict_batch(predictor, inputs, layout, progress=not args.no_progress)
+@dataclass
+class ImageResult:
+    input_path: str
+    overlay_path: str
+    label_path: str
+    num_nuclei: int
+
+
+@dataclass
+class BatchSummary:
+    output_dir: str
+    results_json: str
+    images: List[ImageResult] = field(default_factory=list)
+    errors: List[str] = field(default_factory=list)
+
+    @property
+    def num_nuclei(self):
+        return sum(r.num_nuclei for r in self.images)
+
+
+def predict_image(predictor, path, stem, image_id, layout, results_writer):
+    """Predict one image and write its outputs; memory is released when it returns."""
+    image = read_image_rgb8(path)
+    shape = image.shape[:2]
+    detections = predictor(image)
+    labels, kept = build_label_image(detections, shape)
+    kept_detections = [detections[i] for i in kept]
+    del detections
+    label_path, overlay_path = layout.label_path(stem), layout.overlay_path(stem)
+    with atomic_write(label_path, "wb") as f:
+        write_label_image(labels, f)
+    overlay, drawn = draw_overlay(image, labels, [d.mask for d in kept_detections])
+    assert drawn == len(kept_detections), "every labelled nucleus owns pixels, so it is drawn"
+    with atomic_write(overlay_path, "wb") as f:
+        Image.fromarray(overlay).save(f, format="PNG")
+    results_writer.add(coco_records(kept_detections, image_id, path, shape))
+    return ImageResult(path, overlay_path, label_path, len(kept_detections))
+
+
+def predict_batch(predictor, input_specs, layout, progress=True, report=None):
+    """Predict every image named by ``input_specs``; failures are reported and skipped.
+
+    ``report`` receives each one-line error as it happens (default: printed to
+    stderr above the progress bar). Returns a BatchSummary; its ``errors`` lists
+    the inputs that named no image or failed.
+    """
+    report = report or (lambda message: tqdm.write(message, file=sys.stderr))
+    summary = BatchSummary(layout.root, os.path.join(layout.root, RESULTS_FILE_NAME))
+
+    def fail(message):
+        summary.errors.append(message)
+        report(f"error: {message}")
+
+    paths, input_errors = expand_inputs(input_specs)
+    for message in input_errors:
+        fail(message)
+    with atomic_write(summary.results_json, "w", encoding="utf-8") as results_file:
+        writer = CocoResultsWriter(results_file)
+        bar = tqdm(paths, desc="predict", unit="image", disable=not progress, file=sys.stderr)
+        for image_id, (path, stem) in enumerate(zip(bar, output_stems(paths)), start=1):
+            try:
+                summary.images.append(predict_image(predictor, path, stem, image_id, layout, writer))
+            except UserError as e:
+                fail(str(e))
+            except OSError as e:  # writing an output failed (disk full, permissions)
+                fail(f"{path}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""))
+        writer.finish()
+    return summary

@@ -1,10 +1,42 @@
-"""Expanding the command line's PATH | DIR | GLOB inputs into image files and output names."""
+"""Reading the inputs of a prediction: image paths from the command line, images of any common
+pixel format as 8-bit RGB, and the output folder.
+
+The models are trained on 8-bit images, so every input becomes an H x W x 3
+uint8 RGB array:
+
+* grey (``L``, ``1``), palette, RGBA, LA, CMYK, ... go through Pillow's own
+  conversion to RGB (alpha is dropped, not composited: DSB2018's RGBA images
+  have an all-opaque alpha channel);
+* 16-bit (``I;16*``), 32-bit integer (``I``) and float (``F``) images are
+  rescaled linearly so that their 0.1st percentile maps to 0 and their 99.9th
+  percentile to 255 (clipped). A fixed division by 257 would leave 12-bit
+  camera data nearly black; the percentiles make the result independent of the
+  bit depth actually used, at the cost of saturating the brightest 0.1 %.
+"""
 import glob
 import os
+import tempfile
 
-from .image_io import IMAGE_EXTENSIONS
+import numpy as np
+from PIL import Image, ImageOps
 
-__all__ = ["expand_inputs", "output_stems"]
+from ..errors import UserError, first_line
+
+__all__ = [
+    "HIGH_DEPTH_PERCENTILES",
+    "IMAGE_EXTENSIONS",
+    "OutputLayout",
+    "expand_inputs",
+    "output_stems",
+    "prepare_output_dir",
+    "read_image_rgb8",
+    "rescale_to_uint8",
+    "to_rgb8",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+HIGH_DEPTH_PERCENTILES = (0.1, 99.9)
+_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
 def expand_inputs(specs):
@@ -62,3 +94,70 @@ def output_stems(paths):
         taken.add(stem.lower())
         stems.append(stem)
     return stems
+
+
+
+
+def read_image_rgb8(path):
+    """The image at ``path`` as H x W x 3 uint8 RGB; raises UserError if it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)  # phone/camera rotation, as Detectron2 does
+            image.load()
+            return to_rgb8(image)
+    except UserError:
+        raise
+    except Exception as e:  # Pillow raises OSError, ValueError, even SyntaxError on broken files
+        raise UserError(f"{path}: cannot read image ({first_line(e)})") from None
+
+
+def to_rgb8(image):
+    """A Pillow image of any mode as H x W x 3 uint8 RGB (see the module docstring)."""
+    if image.mode in _HIGH_DEPTH_MODES:
+        grey = rescale_to_uint8(np.asarray(image))
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    try:
+        return np.asarray(image.convert("RGB"))
+    except ValueError as e:
+        raise UserError(f"unsupported image mode {image.mode} ({e})") from None
+
+
+def rescale_to_uint8(values, percentiles=HIGH_DEPTH_PERCENTILES):
+    """Linear map of a 2-D array of any numeric type to uint8: low percentile -> 0, high -> 255."""
+    values = np.nan_to_num(np.asarray(values, dtype=np.float32))
+    low, high = np.percentile(values, percentiles)
+    if high <= low:  # nearly constant image: fall back to the full range
+        low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (values - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+class OutputLayout:
+    """``<root>/overlays/<stem>.png``, ``<root>/labels/<stem>.png`` and one results JSON."""
+
+    def __init__(self, root):
+        self.root = root
+        self.overlays = os.path.join(root, "overlays")
+        self.labels = os.path.join(root, "labels")
+
+    def overlay_path(self, stem):
+        return os.path.join(self.overlays, stem + ".png")
+
+    def label_path(self, stem):
+        return os.path.join(self.labels, stem + ".png")
+
+
+def prepare_output_dir(root):
+    """Create the folders and prove they are writable, before any model is built."""
+    layout = OutputLayout(root)
+    for folder in (layout.root, layout.overlays, layout.labels):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as e:
+            reason = e.strerror or str(e)
+            raise UserError(f"{folder}: output folder cannot be written ({reason})") from None
+    return layout
