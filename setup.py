@@ -27,9 +27,14 @@ setup(
         "opencv-python-headless",
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    # Each user-facing command; tools/<name>.py runs the same main from a checkout.
+    # (tools/train_net.py stays Detectron2's one readable script; benchmarks need a checkout.)
     entry_points={
         "console_scripts": [
+            "maskrcnnpp-demo=maskrcnnpp.demo:main",
             "maskrcnnpp-prepare-dsb2018=maskrcnnpp.data.prepare_dsb2018:main",
+            "maskrcnnpp-predict=maskrcnnpp.predict.cli:main",
+            "maskrcnnpp-evaluate-gt-as-predictions=maskrcnnpp.evaluation.gt_as_predictions:main",
         ]
     },
 )

@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import repo_path  # noqa: F401  (this checkout's maskrcnnpp first on sys.path, tests/ last)
 import maskrcnnpp  # noqa: E402,F401
 
 import numpy as np  # noqa: E402
@@ -130,10 +130,9 @@ def measure_necks(args):
 
 
 def synthetic_batch(size, num_images, device):
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
     from detectron2.structures import BitMasks, Instances
 
-    import synthetic
+    import synthetic  # tests/synthetic.py, on sys.path through repo_path
 
     rng = np.random.default_rng(0)
     batch = []

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
+import repo_path  # noqa: F401  (this checkout's maskrcnnpp first on sys.path)
 from measure import REPO, Stopwatch, count_parameters, detector_gmacs, git_commit, machine_description
 
-sys.path.insert(0, REPO)
 import maskrcnnpp  # noqa: E402,F401  (guards and dataset registration before detectron2)
 
 from detectron2.modeling import build_model  # noqa: E402

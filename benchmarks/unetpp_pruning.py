@@ -19,8 +19,7 @@ import time
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from repo_path import REPO  # this checkout's maskrcnnpp first on sys.path
 from measure import cpu_model  # noqa: E402
 import maskrcnnpp  # noqa: E402,F401  (registers the meta-architecture)
 

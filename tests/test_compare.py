@@ -4,15 +4,11 @@ Training is mocked by hand-made run JSONs; a real smoke run is
 `python tools/compare.py --profile smoke --results-dir /tmp/r --output-root /tmp/o`.
 """
 import math
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-
-import comparison_report  # noqa: E402
-import nuclei_comparison  # noqa: E402
+import comparison_report  # benchmarks/, on sys.path through pytest.ini
+import nuclei_comparison
 
 
 def fake_run(model, seed, fg_iou, dsb_map, segm_ap=30.0, per_image=None):
