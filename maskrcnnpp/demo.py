@@ -18,7 +18,8 @@ from detectron2.data import DatasetCatalog
 from detectron2.engine import default_setup, hooks
 
 from .engine import Trainer
-from .engine.setup import load_cfg
+from .engine.setup import check_datasets, load_cfg
+from .errors import EXIT_USER_ERROR, UserError, debug_enabled
 from .predict import NucleiPredictor, predict_batch, prepare_output_dir
 
 __all__ = ["DEMO_CONFIG", "DemoTrainer", "build_parser", "headline", "main"]
@@ -26,7 +27,7 @@ __all__ = ["DEMO_CONFIG", "DemoTrainer", "build_parser", "headline", "main"]
 DEMO_CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "nuclei", "demo_R_18_NestedFPN_cpu.yaml"
 )
-EXIT_OK, EXIT_SOME_IMAGES_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_SOME_IMAGES_FAILED, EXIT_BAD_INPUT = 0, 1, EXIT_USER_ERROR
 
 
 class DemoTrainer(Trainer):
@@ -63,7 +64,7 @@ def predict_test_images(cfg, weights):
     predict_cfg.defrost()
     predict_cfg.MODEL.WEIGHTS = weights
     layout = prepare_output_dir(os.path.join(cfg.OUTPUT_DIR, "predictions"))
-    predictor = NucleiPredictor(predict_cfg, cfg.TEST.NUCLEI.SCORE_THRESHOLD)
+    predictor = NucleiPredictor(predict_cfg)  # keeps TEST.NUCLEI.SCORE_THRESHOLD, as evaluation
     images = [record["file_name"] for record in DatasetCatalog.get(cfg.DATASETS.TEST[0])]
     return predict_batch(predictor, images, layout)
 
@@ -86,18 +87,14 @@ def build_parser():
 
 
 def setup(args):
-    """The frozen config, with logging and OUTPUT_DIR set up; ValueError (one line) on bad input."""
-    try:
-        cfg = load_cfg(args.config_file, args.opts)
-    except FileNotFoundError as e:
-        raise ValueError(str(e)) from None
-    except Exception as e:  # yacs: unknown key, odd number of overrides, bad value
-        raise ValueError(f"{args.config_file}: bad config or overrides ({e})") from None
+    """The frozen config, with logging and OUTPUT_DIR set up; UserError (one line) on bad input."""
+    cfg = load_cfg(args.config_file, args.opts)
+    check_datasets(cfg)
     cfg.freeze()
     try:
         default_setup(cfg, args)  # logging, seed, config.yaml in OUTPUT_DIR
     except OSError as e:
-        raise ValueError(f"OUTPUT_DIR {cfg.OUTPUT_DIR}: {e.strerror or e}") from None
+        raise UserError(f"OUTPUT_DIR {cfg.OUTPUT_DIR}: {e.strerror or e}") from None
     return cfg
 
 
@@ -106,8 +103,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         cfg = setup(args)
-    except ValueError as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+    except UserError as e:
+        if debug_enabled():
+            raise
+        print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     start = time.perf_counter()

@@ -31,11 +31,15 @@ def train_net():
 def fresh_loggers():
     """default_setup attaches (once per process) handlers to the stream of the test that ran it
     first; pytest closes that stream afterwards. Give every test its own."""
+    def forget_handlers():
+        for name in ("detectron2", "fvcore", "maskrcnnpp", "d2"):
+            for handler in logging.getLogger(name).handlers[:]:
+                logging.getLogger(name).removeHandler(handler)
+        setup_logger.cache_clear()
+
+    forget_handlers()
     yield
-    for name in ("detectron2", "fvcore", "maskrcnnpp", "d2"):
-        for handler in logging.getLogger(name).handlers[:]:
-            logging.getLogger(name).removeHandler(handler)
-    setup_logger.cache_clear()
+    forget_handlers()
 
 
 @pytest.fixture(scope="module")
