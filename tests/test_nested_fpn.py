@@ -8,6 +8,7 @@ from detectron2.utils.events import EventStorage
 
 import synthetic
 from maskrcnnpp.engine.setup import load_cfg
+from maskrcnnpp.modeling.nested_fpn import build_resnet_nested_fpn_backbone
 
 CPU_CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
 
@@ -24,7 +25,10 @@ def cpu_cfg(repo_root, **overrides):
 
 
 def test_backbone_is_registered_on_import():
-    assert "build_resnet_nested_fpn_backbone" in BACKBONE_REGISTRY._obj_map
+    assert "build_resnet_nested_fpn_backbone" in BACKBONE_REGISTRY
+    assert BACKBONE_REGISTRY.get("build_resnet_nested_fpn_backbone") is (
+        build_resnet_nested_fpn_backbone
+    )
 
 
 @pytest.mark.parametrize("config", [CPU_CONFIG, "configs/Base-RCNN-NestedFPN.yaml"])
