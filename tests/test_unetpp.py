@@ -97,6 +97,17 @@ def test_pruned_models_are_smaller_and_share_weights():
     assert len(pruned[0].encoder.levels) == 2
 
 
+def test_pruning_leaves_the_full_model_whole():
+    model = build_model(make_cfg()).eval()
+    params = [id(p) for p in model.parameters()]
+    small = model.pruned(2)
+    assert [id(p) for p in model.parameters()] == params
+    assert list(model.heads) == ["x_0_1", "x_0_2", "x_0_3", "x_0_4"]
+    assert len(model.encoder.levels) == 5 and len(model.decoder.nodes) == 10
+    assert small.training is False and small.inference_mode == "L2"
+    assert small.pixel_mean.data_ptr() == model.pixel_mean.data_ptr()
+
+
 def test_inference_mode_runs_the_pruned_model():
     torch.manual_seed(0)
     model = build_model(make_cfg(INFERENCE="L2")).eval()

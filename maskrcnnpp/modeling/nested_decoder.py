@@ -16,8 +16,7 @@ where the same-level inputs depend on the connectivity:
 any stride. Every node is an entry of ``nodes`` named ``node_name(i, j)`` and is
 returned by ``forward``, which is what deep supervision and pruning build on.
 """
-import copy
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +30,7 @@ __all__ = [
     "NORMS",
     "UPSAMPLES",
     "NestedDecoder",
+    "build_nested_decoder",
     "check_choice",
     "check_decoder_config",
     "grid_nodes",
@@ -88,6 +88,21 @@ def same_level_inputs(i: int, j: int, connectivity: str) -> List[Node]:
     if connectivity == "unet+":
         return [(i, j - 1)]
     return [(i, 0)]
+
+
+def node_inputs(i: int, j: int, connectivity: str) -> List[Node]:
+    """The nodes X^{i,j} reads: its same-level inputs, then X^{i+1,j-1} (to upsample)."""
+    return same_level_inputs(i, j, connectivity) + [(i + 1, j - 1)]
+
+
+def check_level_widths(in_channels: Sequence[int], node_channels: Sequence[int]) -> None:
+    if len(in_channels) < 2:
+        raise ValueError(f"a nested decoder needs at least 2 levels, got {len(in_channels)}")
+    if len(node_channels) != len(in_channels):
+        raise ValueError(
+            f"node_channels has {len(node_channels)} entries but there are "
+            f"{len(in_channels)} levels (in_channels={list(in_channels)})"
+        )
 
 
 def _conv(in_channels, out_channels, kernel_size, norm):
@@ -166,59 +181,49 @@ class Upsample(nn.Module):
 
 
 class NestedDecoder(nn.Module):
-    """The grid X^{i,j} over encoder features X^{0,0} .. X^{L,0}.
+    """The grid X^{i,j} over encoder features X^{0,0} .. X^{L,0}, made of its nodes.
+
+    ``build_nested_decoder`` builds every node from widths and settings;
+    ``pruned`` passes a subset of a decoder's own nodes to this constructor.
 
     Args:
         in_channels: channels of X^{i,0}, finest level first (L + 1 entries).
         node_channels: width of the nodes X^{i,j>=1} at each level (L + 1 entries;
             the deepest level's entry is unused since it has no decoder node).
         connectivity: one of CONNECTIVITIES.
-        fuse: "concat" (UNet++) or "sum".
-        norm: "", "GN", "BN" or "SyncBN".
-        block: "fuse_conv" (1x1 + 3x3) or "double_conv" (two 3x3, the paper's node).
-        upsample: "nearest", "bilinear" or "transpose".
+        nodes: {node_name(i, j): NestedNode} for the grid's nodes, or for a subset
+            that holds the inputs of each of its nodes.
+        upsamples: {node_name(i, j): Upsample} for the same nodes.
     """
 
     def __init__(
         self,
         in_channels: Sequence[int],
         node_channels: Sequence[int],
-        *,
-        connectivity: str = "unet++",
-        fuse: str = "concat",
-        norm: str = "",
-        block: str = "fuse_conv",
-        upsample: str = "nearest",
+        connectivity: str,
+        nodes: Mapping[str, nn.Module],
+        upsamples: Mapping[str, nn.Module],
     ):
         super().__init__()
         check_choice("connectivity", connectivity, CONNECTIVITIES)
-        check_choice("fuse", fuse, FUSES)
-        check_choice("norm", norm, NORMS)
-        check_choice("block", block, BLOCKS)
-        check_choice("upsample", upsample, UPSAMPLES)
-        if len(in_channels) < 2:
-            raise ValueError(f"a nested decoder needs at least 2 levels, got {len(in_channels)}")
-        if len(node_channels) != len(in_channels):
-            raise ValueError(
-                f"node_channels has {len(node_channels)} entries but there are "
-                f"{len(in_channels)} levels (in_channels={list(in_channels)})"
-            )
+        check_level_widths(in_channels, node_channels)
         self.in_channels = list(in_channels)
         self.node_channels = list(node_channels)
         self.depth = len(in_channels) - 1
         self.connectivity = connectivity
-        self.grid = grid_nodes(self.depth, connectivity)
-
-        self.nodes = nn.ModuleDict()
-        self.upsamples = nn.ModuleDict()
-        for i, j in self.grid:
-            below = self.channels(i + 1, j - 1)
-            up = Upsample(upsample, below, self.node_channels[i])
-            inputs = [self.channels(*n) for n in same_level_inputs(i, j, connectivity)]
-            self.upsamples[node_name(i, j)] = up
-            self.nodes[node_name(i, j)] = NestedNode(
-                inputs + [up.out_channels], self.node_channels[i], fuse, block, norm
+        self.grid = [n for n in grid_nodes(self.depth, connectivity) if node_name(*n) in nodes]
+        names = [node_name(*n) for n in self.grid]
+        if sorted(names) != sorted(nodes) or sorted(upsamples) != sorted(nodes):
+            raise ValueError(
+                f"nodes {sorted(nodes)} and upsamples {sorted(upsamples)} must name the same "
+                f"nodes of a depth-{self.depth} {connectivity!r} grid"
             )
+        inputs = {n for i, j in self.grid for n in node_inputs(i, j, connectivity) if n[1] >= 1}
+        if not inputs <= set(self.grid):
+            lacking = sorted(node_name(*n) for n in inputs - set(self.grid))
+            raise ValueError(f"nodes {names} lack their inputs {lacking}")
+        self.nodes = nn.ModuleDict({k: nodes[k] for k in names})
+        self.upsamples = nn.ModuleDict({k: upsamples[k] for k in names})
 
     def channels(self, i: int, j: int) -> int:
         return self.in_channels[i] if j == 0 else self.node_channels[i]
@@ -238,9 +243,7 @@ class NestedDecoder(nn.Module):
             if (i, j) not in self.grid:
                 raise KeyError(f"node {node_name(i, j)} is not part of this decoder")
             needed.add((i, j))
-            for n in same_level_inputs(i, j, self.connectivity) + [(i + 1, j - 1)]:
-                if n[1] >= 1:
-                    stack.append(n)
+            stack.extend(n for n in node_inputs(i, j, self.connectivity) if n[1] >= 1)
         return needed
 
     def required_levels(self, targets: Iterable[Node]) -> int:
@@ -281,10 +284,52 @@ class NestedDecoder(nn.Module):
         less work, which is what UNet++'s inference-time pruning is for.
         """
         keep = self.required_nodes(targets)
-        small = copy.copy(self)
-        small._modules = dict(self._modules)
-        small.grid = [n for n in self.grid if n in keep]
-        names = [node_name(*n) for n in small.grid]
-        small._modules["nodes"] = nn.ModuleDict({k: self.nodes[k] for k in names})
-        small._modules["upsamples"] = nn.ModuleDict({k: self.upsamples[k] for k in names})
-        return small
+        names = [node_name(*n) for n in self.grid if n in keep]
+        small = NestedDecoder(
+            self.in_channels,
+            self.node_channels,
+            self.connectivity,
+            {k: self.nodes[k] for k in names},
+            {k: self.upsamples[k] for k in names},
+        )
+        return small.train(self.training)
+
+
+def build_nested_decoder(
+    in_channels: Sequence[int],
+    node_channels: Sequence[int],
+    *,
+    connectivity: str = "unet++",
+    fuse: str = "concat",
+    norm: str = "",
+    block: str = "fuse_conv",
+    upsample: str = "nearest",
+) -> NestedDecoder:
+    """Every node of the grid, built from widths and settings.
+
+    Args:
+        in_channels, node_channels, connectivity: as for NestedDecoder.
+        fuse: "concat" (UNet++) or "sum".
+        norm: "", "GN", "BN" or "SyncBN".
+        block: "fuse_conv" (1x1 + 3x3) or "double_conv" (two 3x3, the paper's node).
+        upsample: "nearest", "bilinear" or "transpose".
+    """
+    check_choice("connectivity", connectivity, CONNECTIVITIES)
+    check_choice("fuse", fuse, FUSES)
+    check_choice("block", block, BLOCKS)
+    check_choice("upsample", upsample, UPSAMPLES)
+    check_choice("norm", norm, NORMS)
+    check_level_widths(in_channels, node_channels)
+
+    def channels(i: int, j: int) -> int:
+        return in_channels[i] if j == 0 else node_channels[i]
+
+    nodes, upsamples = {}, {}
+    for i, j in grid_nodes(len(in_channels) - 1, connectivity):
+        up = Upsample(upsample, channels(i + 1, j - 1), node_channels[i])
+        inputs = [channels(*n) for n in same_level_inputs(i, j, connectivity)]
+        upsamples[node_name(i, j)] = up
+        nodes[node_name(i, j)] = NestedNode(
+            inputs + [up.out_channels], node_channels[i], fuse, block, norm
+        )
+    return NestedDecoder(in_channels, node_channels, connectivity, nodes, upsamples)

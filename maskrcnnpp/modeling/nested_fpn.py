@@ -16,7 +16,7 @@ from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from fvcore.nn import weight_init
 from torch import nn
 
-from .nested_decoder import NestedDecoder, check_decoder_config, make_norm, node_name
+from .nested_decoder import build_nested_decoder, check_decoder_config, make_norm, node_name
 
 __all__ = ["NestedFPN", "build_resnet_nested_fpn_backbone"]
 
@@ -61,7 +61,7 @@ class NestedFPN(Backbone):
         self.laterals = nn.ModuleList(
             _plain_conv(shapes[f].channels, c, 1, norm) for f, c in zip(in_features, node_channels)
         )
-        grid = NestedDecoder(
+        grid = build_nested_decoder(
             node_channels,
             node_channels,
             connectivity=connectivity,
