@@ -1,5 +1,7 @@
 import pytest
 import torch
+from detectron2.layers import Conv2d
+from torch import nn
 
 from maskrcnnpp.modeling.nested_decoder import (
     CONNECTIVITIES,
@@ -48,10 +50,10 @@ def test_upsampling_fits_sizes_that_are_not_powers_of_two(upsample):
 def test_unet_plus_plus_node_reads_all_earlier_nodes_of_its_row():
     decoder = build_nested_decoder([8, 16, 32, 64], [8, 16, 32, 64], block="fuse_conv")
     # X^{0,3} concatenates X^{0,0}, X^{0,1}, X^{0,2} (8 each) and Up(X^{1,2}) (16).
-    first_conv = decoder.nodes["x_0_3"].block[0][0]
+    first_conv = decoder.nodes["x_0_3"].block[0]
     assert first_conv.in_channels == 8 * 3 + 16
     unet_plus = build_nested_decoder([8, 16, 32, 64], [8, 16, 32, 64], connectivity="unet+")
-    assert unet_plus.nodes["x_0_3"].block[0][0].in_channels == 8 + 16
+    assert unet_plus.nodes["x_0_3"].block[0].in_channels == 8 + 16
 
 
 def test_required_nodes_are_the_pruned_subnetwork():
@@ -96,6 +98,30 @@ def test_unknown_settings_name_the_setting_and_the_allowed_values(kwargs, messag
 def test_group_norm_needs_widths_divisible_by_32():
     with pytest.raises(ValueError, match="32 groups"):
         build_nested_decoder([32, 32], [48, 32], norm="GN")
+
+
+def test_group_norm_uses_the_given_number_of_groups():
+    decoder = build_nested_decoder([16, 32], [16, 32], norm="GN", gn_groups=8, fuse="sum")
+    norms = [m for m in decoder.modules() if isinstance(m, nn.GroupNorm)]
+    assert len(norms) == 3  # X^{0,1}: a 1x1 projection per input, then the 3x3 conv
+    assert {m.num_groups for m in norms} == {8}
+    with pytest.raises(ValueError, match="12 groups, but a layer has 16 channels"):
+        build_nested_decoder([16, 24], [16, 24], norm="GN", gn_groups=12)
+    with pytest.raises(ValueError, match="gn_groups=0"):
+        build_nested_decoder([16, 32], [16, 32], norm="GN", gn_groups=0)
+
+
+@pytest.mark.parametrize("norm", ["", "GN", "BN"])
+def test_node_convs_are_detectron2_convs_with_norm_and_relu(norm):
+    decoder = build_nested_decoder([32, 64], [32, 64], norm=norm, block="double_conv")
+    convs = [m for m in decoder.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 2 and all(isinstance(c, Conv2d) for c in convs)
+    for conv in convs:
+        assert (conv.bias is None) == bool(norm)
+        assert conv.activation is not None
+        assert (conv.norm is None) == (norm == "")
+    out = decoder(features([32, 64], SIZES[:2]))["x_0_1"]
+    assert (out >= 0).all() and (out > 0).any()  # ReLU'd
 
 
 def test_pruning_shares_the_nodes_and_leaves_the_decoder_whole():

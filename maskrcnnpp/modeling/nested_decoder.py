@@ -20,8 +20,9 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.nn.functional as F
-from fvcore.nn import weight_init
 from torch import nn
+
+from .layers import Norm, conv_norm_relu, norm_factory
 
 __all__ = [
     "BLOCKS",
@@ -33,6 +34,7 @@ __all__ = [
     "build_nested_decoder",
     "check_choice",
     "check_decoder_config",
+    "check_group_norm_config",
     "grid_nodes",
     "node_name",
 ]
@@ -67,6 +69,25 @@ def check_decoder_config(node, prefix: str) -> None:
     for key, allowed in DECODER_CHOICES.items():
         if key in node:
             check_choice(f"{prefix}.{key}", node[key], allowed)
+
+
+def check_group_norm_config(node, prefix: str, widths: Mapping[str, Sequence[int]]) -> None:
+    """With ``prefix.NORM`` "GN", every width must split into ``prefix.GN_GROUPS`` groups.
+
+    ``widths`` maps the config keys that hold normalised widths to their values.
+    """
+    groups = node.GN_GROUPS
+    if groups < 1:
+        raise ValueError(f"{prefix}.GN_GROUPS={groups} must be a positive number of groups")
+    if node.NORM != "GN":
+        return
+    for key, values in widths.items():
+        odd = [w for w in values if w % groups]
+        if odd:
+            raise ValueError(
+                f"{prefix}.NORM='GN' splits channels into {prefix}.GN_GROUPS={groups} groups, "
+                f"but {key} holds widths {odd} that {groups} does not divide"
+            )
 
 
 def node_name(i: int, j: int) -> str:
@@ -105,51 +126,29 @@ def check_level_widths(in_channels: Sequence[int], node_channels: Sequence[int])
         )
 
 
-def _conv(in_channels, out_channels, kernel_size, norm):
-    """Conv + norm + ReLU; the conv has a bias only when there is no norm."""
-    layers = [
-        nn.Conv2d(
-            in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not norm
-        )
-    ]
-    weight_init.c2_msra_fill(layers[0])
-    if norm:
-        layers.append(make_norm(norm, out_channels))
-    layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
-def make_norm(norm: str, channels: int) -> nn.Module:
-    check_choice("norm", norm, NORMS)
-    if norm == "GN":
-        if channels % 32:
-            raise ValueError(
-                f"norm='GN' uses 32 groups, but a layer has {channels} channels, "
-                "which 32 does not divide; choose widths divisible by 32 or norm='BN'"
-            )
-        return nn.GroupNorm(32, channels)
-    if norm == "SyncBN":
-        return nn.SyncBatchNorm(channels)
-    return nn.BatchNorm2d(channels)
-
-
 class NestedNode(nn.Module):
     """H of one node: merge the inputs (concat or sum) and apply the conv block."""
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int, fuse, block, norm):
+    def __init__(
+        self, in_channels: Sequence[int], out_channels: int, fuse: str, block: str, norm: Norm
+    ):
         super().__init__()
         self.fuse = fuse
         if fuse == "concat":
             self.project = None
             merged = sum(in_channels)
         else:
-            self.project = nn.ModuleList(_conv(c, out_channels, 1, norm) for c in in_channels)
+            self.project = nn.ModuleList(
+                conv_norm_relu(c, out_channels, 1, norm) for c in in_channels
+            )
             merged = out_channels
-        if block == "fuse_conv":
-            first = nn.Identity() if fuse == "sum" else _conv(merged, out_channels, 1, norm)
-        else:
-            first = _conv(merged, out_channels, 3, norm)
-        self.block = nn.Sequential(first, _conv(out_channels, out_channels, 3, norm))
+        if block == "double_conv":
+            first = conv_norm_relu(merged, out_channels, 3, norm)
+        elif fuse == "concat":
+            first = conv_norm_relu(merged, out_channels, 1, norm)
+        else:  # "sum" already fused by the 1x1 projections
+            first = nn.Identity()
+        self.block = nn.Sequential(first, conv_norm_relu(out_channels, out_channels, 3, norm))
 
     def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
         if self.fuse == "concat":
@@ -302,6 +301,7 @@ def build_nested_decoder(
     connectivity: str = "unet++",
     fuse: str = "concat",
     norm: str = "",
+    gn_groups: int = 32,
     block: str = "fuse_conv",
     upsample: str = "nearest",
 ) -> NestedDecoder:
@@ -311,6 +311,7 @@ def build_nested_decoder(
         in_channels, node_channels, connectivity: as for NestedDecoder.
         fuse: "concat" (UNet++) or "sum".
         norm: "", "GN", "BN" or "SyncBN".
+        gn_groups: groups of each GroupNorm when norm is "GN".
         block: "fuse_conv" (1x1 + 3x3) or "double_conv" (two 3x3, the paper's node).
         upsample: "nearest", "bilinear" or "transpose".
     """
@@ -319,6 +320,7 @@ def build_nested_decoder(
     check_choice("block", block, BLOCKS)
     check_choice("upsample", upsample, UPSAMPLES)
     check_choice("norm", norm, NORMS)
+    norm = norm_factory(norm, gn_groups)
     check_level_widths(in_channels, node_channels)
 
     def channels(i: int, j: int) -> int:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nested_decoder import _conv
+from .layers import conv_norm_relu, norm_factory
 
 __all__ = ["PlainEncoder", "build_plain_encoder"]
 
@@ -51,16 +51,20 @@ class PlainEncoder(nn.Module):
         return small.train(self.training)
 
 
-def build_plain_encoder(in_channels: int, filters: Sequence[int], norm: str = "") -> PlainEncoder:
+def build_plain_encoder(
+    in_channels: int, filters: Sequence[int], norm: str = "", gn_groups: int = 32
+) -> PlainEncoder:
     """The paper's encoder on ``in_channels``-channel images.
 
     Args:
         filters: width of each level, finest first (L + 1 entries; the paper: 32 .. 512).
         norm: "" (the paper's) or a norm accepted by the nested decoder.
+        gn_groups: groups of each GroupNorm when norm is "GN".
     """
+    norm = norm_factory(norm, gn_groups)
     widths = [in_channels] + list(filters)
     levels = [
-        nn.Sequential(_conv(c_in, c_out, 3, norm), _conv(c_out, c_out, 3, norm))
+        nn.Sequential(conv_norm_relu(c_in, c_out, 3, norm), conv_norm_relu(c_out, c_out, 3, norm))
         for c_in, c_out in zip(widths, widths[1:])
     ]
     return PlainEncoder(levels, filters)

@@ -20,6 +20,7 @@ from .nested_decoder import (
     build_nested_decoder,
     check_choice,
     check_decoder_config,
+    check_group_norm_config,
     node_name,
 )
 from .plain_encoder import build_plain_encoder
@@ -131,9 +132,12 @@ class SemanticUNetPlusPlus(nn.Module):
                 f"MODEL.UNETPP.FILTERS={list(u.FILTERS)} needs DEPTH + 1 = {u.DEPTH + 1} "
                 f"entries (MODEL.UNETPP.DEPTH={u.DEPTH})"
             )
+        # The ResNet encoder has MODEL.RESNETS.NORM; the decoder leaves the deepest filter unused.
+        normalised = u.FILTERS if u.ENCODER == "plain" else u.FILTERS[:-1]
+        check_group_norm_config(u, "MODEL.UNETPP", {"MODEL.UNETPP.FILTERS": normalised})
         in_channels = len(cfg.MODEL.PIXEL_MEAN)
         if u.ENCODER == "plain":
-            encoder = build_plain_encoder(in_channels, u.FILTERS, u.NORM)
+            encoder = build_plain_encoder(in_channels, u.FILTERS, u.NORM, u.GN_GROUPS)
         else:
             encoder = build_resnet_encoder(cfg, in_channels, u.DEPTH + 1)
         check_patch_size(u.PATCH_SIZE, encoder.size_divisibility)
@@ -142,6 +146,7 @@ class SemanticUNetPlusPlus(nn.Module):
             list(u.FILTERS),
             connectivity=u.CONNECTIVITY,
             norm=u.NORM,
+            gn_groups=u.GN_GROUPS,
             block=u.BLOCK,
             upsample=u.UPSAMPLE,
         )
