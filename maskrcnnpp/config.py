@@ -29,8 +29,11 @@ def _add_nested_fpn_config(cfg):
     cfg.MODEL.NESTED_FPN.CONNECTIVITY = "unet++"
     # How a node merges its inputs: "concat" (UNet++) or "sum" (FPN-style).
     cfg.MODEL.NESTED_FPN.FUSE = "concat"
-    # "" (none), "GN" or "BN", for the nodes, laterals and output convs.
+    # "" (none), "GN", "BN" or "SyncBN", for the nodes, laterals and output convs.
     cfg.MODEL.NESTED_FPN.NORM = ""
+    # Groups of each GroupNorm when NORM is "GN" (Detectron2's get_norm always uses 32);
+    # must divide NODE_CHANNELS and MODEL.FPN.OUT_CHANNELS.
+    cfg.MODEL.NESTED_FPN.GN_GROUPS = 32
     # Node block: "fuse_conv" (1x1 fuse + 3x3, light) or "double_conv" (two 3x3, the paper's).
     cfg.MODEL.NESTED_FPN.BLOCK = "fuse_conv"
     # Upsampling of X^{i+1,j-1}: "nearest", "bilinear" or "transpose" (learned 2x2).
@@ -67,6 +70,8 @@ def _add_unetpp_config(cfg):
     cfg.MODEL.UNETPP.INFERENCE = "ensemble"
     # "" (the paper's: conv biases, no normalisation), "BN", "GN" or "SyncBN".
     cfg.MODEL.UNETPP.NORM = ""
+    # Groups of each GroupNorm when NORM is "GN"; must divide the FILTERS in use.
+    cfg.MODEL.UNETPP.GN_GROUPS = 32
     # Decoder node: "double_conv" (two 3x3, the paper's) or "fuse_conv" (1x1 + 3x3).
     cfg.MODEL.UNETPP.BLOCK = "double_conv"
     # "transpose" (the paper's 2x2 transposed conv), "nearest" or "bilinear".

@@ -4,6 +4,7 @@ import os
 import pytest
 
 from maskrcnnpp.engine.setup import load_cfg
+from maskrcnnpp.modeling.nested_fpn import validate_nested_fpn_config
 
 PAIRS = [
     ("mask_rcnn_R_18_FPN_cpu.yaml", "mask_rcnn_R_18_NestedFPN_cpu.yaml"),
@@ -41,6 +42,13 @@ def test_nuclei_configs_train_from_scratch_and_allow_375_nuclei(repo_root, name)
     assert cfg.TEST.DETECTIONS_PER_IMAGE >= 375
     assert cfg.MODEL.RPN.POST_NMS_TOPK_TEST >= 375
     assert cfg.INPUT.MASK_FORMAT == "bitmask"
+
+
+@pytest.mark.parametrize("name", [nested for _, nested in PAIRS])
+def test_nested_widths_split_into_the_group_norm_groups(repo_root, name):
+    cfg = load_cfg(os.path.join(repo_root, "configs/nuclei", name))
+    assert cfg.MODEL.NESTED_FPN.NORM == "GN" and cfg.MODEL.NESTED_FPN.GN_GROUPS == 32
+    validate_nested_fpn_config(cfg)  # raises, naming the keys, if a width does not split
 
 
 def test_every_config_loads(repo_root):

@@ -2,12 +2,15 @@ import os
 
 import pytest
 import torch
-from detectron2.layers import ShapeSpec
+from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone, build_model
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from detectron2.utils.events import EventStorage
+from torch import nn
 
 import synthetic
 from maskrcnnpp.engine.setup import load_cfg
+from maskrcnnpp.modeling.nested_fpn import build_resnet_nested_fpn_backbone
 
 CPU_CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
 
@@ -24,7 +27,67 @@ def cpu_cfg(repo_root, **overrides):
 
 
 def test_backbone_is_registered_on_import():
-    assert "build_resnet_nested_fpn_backbone" in BACKBONE_REGISTRY._obj_map
+    assert "build_resnet_nested_fpn_backbone" in BACKBONE_REGISTRY
+    assert BACKBONE_REGISTRY.get("build_resnet_nested_fpn_backbone") is (
+        build_resnet_nested_fpn_backbone
+    )
+
+
+def neck_params(backbone):
+    return sum(p.numel() for n, p in backbone.named_parameters() if not n.startswith("bottom_up."))
+
+
+# Counts of the neck before it was rebuilt from Detectron2's Conv2d / get_norm /
+# LastLevelMaxPool (the FLOPs and, under the renamed keys, the outputs were equal too).
+@pytest.mark.parametrize(
+    "config, params", [(CPU_CONFIG, 839_744), ("configs/Base-RCNN-NestedFPN.yaml", 3_783_744)]
+)
+def test_default_necks_keep_their_parameter_counts(repo_root, config, params):
+    backbone = build_backbone(load_cfg(os.path.join(repo_root, config)))
+    assert neck_params(backbone) == params
+
+
+def test_neck_is_built_like_detectron2s_fpn(repo_root):
+    backbone = build_backbone(cpu_cfg(repo_root))
+    names = [n for n, _ in backbone.named_children()]
+    assert [n for n in names if n.startswith("fpn_")] == [
+        "fpn_lateral2", "fpn_lateral3", "fpn_lateral4", "fpn_lateral5",
+        "fpn_output2", "fpn_output3", "fpn_output4", "fpn_output5",
+    ]
+    assert isinstance(backbone.top_block, LastLevelMaxPool)
+    convs = [m for n, m in backbone.named_modules() if isinstance(m, nn.Conv2d)
+             and not n.startswith("bottom_up.")]
+    assert convs and all(isinstance(c, Conv2d) for c in convs)
+    assert all(isinstance(c.norm, nn.GroupNorm) and c.bias is None for c in convs)
+    assert "fpn_lateral2.norm.weight" in backbone.state_dict()
+
+
+@pytest.mark.parametrize("groups", [32, 16])
+def test_group_norm_has_the_configured_number_of_groups(repo_root, groups):
+    cfg = cpu_cfg(repo_root, **{"MODEL.NESTED_FPN.GN_GROUPS": groups})
+    backbone = build_backbone(cfg)
+    neck = [m for n, m in backbone.named_modules() if not n.startswith("bottom_up.")]
+    norms = [m for m in neck if isinstance(m, nn.GroupNorm)]
+    assert len(norms) == 4 + 2 * 6 + 4  # laterals, two convs per node, outputs
+    assert {m.num_groups for m in norms} == {groups}
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("MODEL.NESTED_FPN.GN_GROUPS", 3, "NODE_CHANNELS holds widths [32, 64, 128, 128]"),
+        ("MODEL.NESTED_FPN.NODE_CHANNELS", [48, 64, 128, 128], "holds widths [48]"),
+        ("MODEL.FPN.OUT_CHANNELS", 80, "MODEL.FPN.OUT_CHANNELS holds widths [80]"),
+        ("MODEL.NESTED_FPN.GN_GROUPS", 0, "MODEL.NESTED_FPN.GN_GROUPS=0 must be a positive"),
+    ],
+)
+def test_widths_the_group_count_does_not_divide_name_the_keys(repo_root, key, value, expected):
+    cfg = cpu_cfg(repo_root, **{key: value})
+    with pytest.raises(ValueError) as e:
+        build_backbone(cfg)
+    message = str(e.value)
+    assert expected in message and "\n" not in message
+    assert "MODEL.NESTED_FPN.GN_GROUPS" in message
 
 
 @pytest.mark.parametrize("config", [CPU_CONFIG, "configs/Base-RCNN-NestedFPN.yaml"])
@@ -117,3 +180,14 @@ def test_in_features_the_resnet_does_not_output(repo_root):
     cfg = cpu_cfg(repo_root, **{"MODEL.RESNETS.OUT_FEATURES": ["res3", "res4", "res5"]})
     with pytest.raises(ValueError, match="MODEL.RESNETS.OUT_FEATURES"):
         build_backbone(cfg)
+
+
+def test_top_block_pools_the_coarsest_output_when_in_features_end_before_res5(repo_root):
+    cfg = cpu_cfg(repo_root, **{"MODEL.NESTED_FPN.IN_FEATURES": ["res2", "res3", "res4"],
+                                "MODEL.NESTED_FPN.NODE_CHANNELS": [32, 64, 128]})
+    backbone = build_backbone(cfg).eval()
+    with torch.no_grad():
+        out = backbone(torch.randn(1, 3, 64, 96))
+    assert list(out) == ["p2", "p3", "p4", "p5"]
+    assert backbone.output_shape()["p5"].stride == 32
+    torch.testing.assert_close(out["p5"], out["p4"][..., ::2, ::2])

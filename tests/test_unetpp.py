@@ -97,6 +97,25 @@ def test_pruned_models_are_smaller_and_share_weights():
     assert len(pruned[0].encoder.levels) == 2
 
 
+def test_pruning_leaves_the_full_model_whole():
+    model = build_model(make_cfg()).eval()
+    params = [id(p) for p in model.parameters()]
+    small = model.pruned(2)
+    assert [id(p) for p in model.parameters()] == params
+    assert list(model.heads) == ["x_0_1", "x_0_2", "x_0_3", "x_0_4"]
+    assert len(model.encoder.levels) == 5 and len(model.decoder.nodes) == 10
+    assert small.training is False and small.inference_mode == "L2"
+    assert small.pixel_mean.data_ptr() == model.pixel_mean.data_ptr()
+
+
+@pytest.mark.parametrize("groups", [4, 8])
+def test_group_norm_has_the_configured_number_of_groups(groups):
+    model = build_model(make_cfg(NORM="GN", GN_GROUPS=groups, FILTERS=[8, 8, 16, 16, 32]))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 2 * 5 + 2 * 10  # two convs per encoder level and per node
+    assert {m.num_groups for m in norms} == {groups}
+
+
 def test_inference_mode_runs_the_pruned_model():
     torch.manual_seed(0)
     model = build_model(make_cfg(INFERENCE="L2")).eval()
@@ -181,6 +200,20 @@ def test_resnet_encoder_trains_and_predicts_at_input_size():
     assert num_params(model.pruned(2)) < num_params(model)
 
 
+def test_resnet_encoder_leaves_group_norm_of_the_unused_deepest_filter_unchecked():
+    # The ResNet has MODEL.RESNETS.NORM, and the decoder has no node at the deepest level.
+    cfg = make_cfg(ENCODER="resnet", NORM="GN", GN_GROUPS=8, FILTERS=[8, 8, 16, 16, 36],
+                   PATCH_SIZE=64)
+    cfg.MODEL.UNETPP.SLIDING_WINDOW.SIZE = 64
+    cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    norms = [m for m in build_model(cfg).decoder.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and {m.num_groups for m in norms} == {8}
+    cfg.MODEL.UNETPP.FILTERS = [8, 8, 16, 20, 36]
+    with pytest.raises(ValueError, match=r"MODEL.UNETPP.FILTERS holds widths \[20\]"):
+        build_model(cfg)
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [
@@ -192,6 +225,11 @@ def test_resnet_encoder_trains_and_predicts_at_input_size():
         ({"PATCH_SIZE": 40}, "MODEL.UNETPP.PATCH_SIZE=40"),
         ({"FILTERS": [8, 16, 32]}, "MODEL.UNETPP.FILTERS"),
         ({"ENCODER": "vgg"}, "MODEL.UNETPP.ENCODER"),
+        (
+            {"NORM": "GN", "GN_GROUPS": 8, "FILTERS": [8, 12, 16, 16, 32]},
+            "MODEL.UNETPP.GN_GROUPS=8 groups, but MODEL.UNETPP.FILTERS holds widths [12]",
+        ),
+        ({"NORM": "GN", "GN_GROUPS": -1}, "MODEL.UNETPP.GN_GROUPS=-1 must be a positive"),
     ],
 )
 def test_bad_settings_name_the_setting(settings, message):

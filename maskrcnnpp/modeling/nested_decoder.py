@@ -16,13 +16,13 @@ where the same-level inputs depend on the connectivity:
 any stride. Every node is an entry of ``nodes`` named ``node_name(i, j)`` and is
 returned by ``forward``, which is what deep supervision and pruning build on.
 """
-import copy
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.nn.functional as F
-from fvcore.nn import weight_init
 from torch import nn
+
+from .layers import Norm, conv_norm_relu, norm_factory
 
 __all__ = [
     "BLOCKS",
@@ -31,8 +31,10 @@ __all__ = [
     "NORMS",
     "UPSAMPLES",
     "NestedDecoder",
+    "build_nested_decoder",
     "check_choice",
     "check_decoder_config",
+    "check_group_norm_config",
     "grid_nodes",
     "node_name",
 ]
@@ -69,6 +71,25 @@ def check_decoder_config(node, prefix: str) -> None:
             check_choice(f"{prefix}.{key}", node[key], allowed)
 
 
+def check_group_norm_config(node, prefix: str, widths: Mapping[str, Sequence[int]]) -> None:
+    """With ``prefix.NORM`` "GN", every width must split into ``prefix.GN_GROUPS`` groups.
+
+    ``widths`` maps the config keys that hold normalised widths to their values.
+    """
+    groups = node.GN_GROUPS
+    if groups < 1:
+        raise ValueError(f"{prefix}.GN_GROUPS={groups} must be a positive number of groups")
+    if node.NORM != "GN":
+        return
+    for key, values in widths.items():
+        odd = [w for w in values if w % groups]
+        if odd:
+            raise ValueError(
+                f"{prefix}.NORM='GN' splits channels into {prefix}.GN_GROUPS={groups} groups, "
+                f"but {key} holds widths {odd} that {groups} does not divide"
+            )
+
+
 def node_name(i: int, j: int) -> str:
     return f"x_{i}_{j}"
 
@@ -90,51 +111,44 @@ def same_level_inputs(i: int, j: int, connectivity: str) -> List[Node]:
     return [(i, 0)]
 
 
-def _conv(in_channels, out_channels, kernel_size, norm):
-    """Conv + norm + ReLU; the conv has a bias only when there is no norm."""
-    layers = [
-        nn.Conv2d(
-            in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not norm
+def node_inputs(i: int, j: int, connectivity: str) -> List[Node]:
+    """The nodes X^{i,j} reads: its same-level inputs, then X^{i+1,j-1} (to upsample)."""
+    return same_level_inputs(i, j, connectivity) + [(i + 1, j - 1)]
+
+
+def check_level_widths(in_channels: Sequence[int], node_channels: Sequence[int]) -> None:
+    if len(in_channels) < 2:
+        raise ValueError(f"a nested decoder needs at least 2 levels, got {len(in_channels)}")
+    if len(node_channels) != len(in_channels):
+        raise ValueError(
+            f"node_channels has {len(node_channels)} entries but there are "
+            f"{len(in_channels)} levels (in_channels={list(in_channels)})"
         )
-    ]
-    weight_init.c2_msra_fill(layers[0])
-    if norm:
-        layers.append(make_norm(norm, out_channels))
-    layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
-def make_norm(norm: str, channels: int) -> nn.Module:
-    check_choice("norm", norm, NORMS)
-    if norm == "GN":
-        if channels % 32:
-            raise ValueError(
-                f"norm='GN' uses 32 groups, but a layer has {channels} channels, "
-                "which 32 does not divide; choose widths divisible by 32 or norm='BN'"
-            )
-        return nn.GroupNorm(32, channels)
-    if norm == "SyncBN":
-        return nn.SyncBatchNorm(channels)
-    return nn.BatchNorm2d(channels)
 
 
 class NestedNode(nn.Module):
     """H of one node: merge the inputs (concat or sum) and apply the conv block."""
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int, fuse, block, norm):
+    def __init__(
+        self, in_channels: Sequence[int], out_channels: int, fuse: str, block: str, norm: Norm
+    ):
         super().__init__()
         self.fuse = fuse
         if fuse == "concat":
             self.project = None
             merged = sum(in_channels)
         else:
-            self.project = nn.ModuleList(_conv(c, out_channels, 1, norm) for c in in_channels)
+            self.project = nn.ModuleList(
+                conv_norm_relu(c, out_channels, 1, norm) for c in in_channels
+            )
             merged = out_channels
-        if block == "fuse_conv":
-            first = nn.Identity() if fuse == "sum" else _conv(merged, out_channels, 1, norm)
-        else:
-            first = _conv(merged, out_channels, 3, norm)
-        self.block = nn.Sequential(first, _conv(out_channels, out_channels, 3, norm))
+        if block == "double_conv":
+            first = conv_norm_relu(merged, out_channels, 3, norm)
+        elif fuse == "concat":
+            first = conv_norm_relu(merged, out_channels, 1, norm)
+        else:  # "sum" already fused by the 1x1 projections
+            first = nn.Identity()
+        self.block = nn.Sequential(first, conv_norm_relu(out_channels, out_channels, 3, norm))
 
     def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
         if self.fuse == "concat":
@@ -166,59 +180,49 @@ class Upsample(nn.Module):
 
 
 class NestedDecoder(nn.Module):
-    """The grid X^{i,j} over encoder features X^{0,0} .. X^{L,0}.
+    """The grid X^{i,j} over encoder features X^{0,0} .. X^{L,0}, made of its nodes.
+
+    ``build_nested_decoder`` builds every node from widths and settings;
+    ``pruned`` passes a subset of a decoder's own nodes to this constructor.
 
     Args:
         in_channels: channels of X^{i,0}, finest level first (L + 1 entries).
         node_channels: width of the nodes X^{i,j>=1} at each level (L + 1 entries;
             the deepest level's entry is unused since it has no decoder node).
         connectivity: one of CONNECTIVITIES.
-        fuse: "concat" (UNet++) or "sum".
-        norm: "", "GN", "BN" or "SyncBN".
-        block: "fuse_conv" (1x1 + 3x3) or "double_conv" (two 3x3, the paper's node).
-        upsample: "nearest", "bilinear" or "transpose".
+        nodes: {node_name(i, j): NestedNode} for the grid's nodes, or for a subset
+            that holds the inputs of each of its nodes.
+        upsamples: {node_name(i, j): Upsample} for the same nodes.
     """
 
     def __init__(
         self,
         in_channels: Sequence[int],
         node_channels: Sequence[int],
-        *,
-        connectivity: str = "unet++",
-        fuse: str = "concat",
-        norm: str = "",
-        block: str = "fuse_conv",
-        upsample: str = "nearest",
+        connectivity: str,
+        nodes: Mapping[str, nn.Module],
+        upsamples: Mapping[str, nn.Module],
     ):
         super().__init__()
         check_choice("connectivity", connectivity, CONNECTIVITIES)
-        check_choice("fuse", fuse, FUSES)
-        check_choice("norm", norm, NORMS)
-        check_choice("block", block, BLOCKS)
-        check_choice("upsample", upsample, UPSAMPLES)
-        if len(in_channels) < 2:
-            raise ValueError(f"a nested decoder needs at least 2 levels, got {len(in_channels)}")
-        if len(node_channels) != len(in_channels):
-            raise ValueError(
-                f"node_channels has {len(node_channels)} entries but there are "
-                f"{len(in_channels)} levels (in_channels={list(in_channels)})"
-            )
+        check_level_widths(in_channels, node_channels)
         self.in_channels = list(in_channels)
         self.node_channels = list(node_channels)
         self.depth = len(in_channels) - 1
         self.connectivity = connectivity
-        self.grid = grid_nodes(self.depth, connectivity)
-
-        self.nodes = nn.ModuleDict()
-        self.upsamples = nn.ModuleDict()
-        for i, j in self.grid:
-            below = self.channels(i + 1, j - 1)
-            up = Upsample(upsample, below, self.node_channels[i])
-            inputs = [self.channels(*n) for n in same_level_inputs(i, j, connectivity)]
-            self.upsamples[node_name(i, j)] = up
-            self.nodes[node_name(i, j)] = NestedNode(
-                inputs + [up.out_channels], self.node_channels[i], fuse, block, norm
+        self.grid = [n for n in grid_nodes(self.depth, connectivity) if node_name(*n) in nodes]
+        names = [node_name(*n) for n in self.grid]
+        if sorted(names) != sorted(nodes) or sorted(upsamples) != sorted(nodes):
+            raise ValueError(
+                f"nodes {sorted(nodes)} and upsamples {sorted(upsamples)} must name the same "
+                f"nodes of a depth-{self.depth} {connectivity!r} grid"
             )
+        inputs = {n for i, j in self.grid for n in node_inputs(i, j, connectivity) if n[1] >= 1}
+        if not inputs <= set(self.grid):
+            lacking = sorted(node_name(*n) for n in inputs - set(self.grid))
+            raise ValueError(f"nodes {names} lack their inputs {lacking}")
+        self.nodes = nn.ModuleDict({k: nodes[k] for k in names})
+        self.upsamples = nn.ModuleDict({k: upsamples[k] for k in names})
 
     def channels(self, i: int, j: int) -> int:
         return self.in_channels[i] if j == 0 else self.node_channels[i]
@@ -238,9 +242,7 @@ class NestedDecoder(nn.Module):
             if (i, j) not in self.grid:
                 raise KeyError(f"node {node_name(i, j)} is not part of this decoder")
             needed.add((i, j))
-            for n in same_level_inputs(i, j, self.connectivity) + [(i + 1, j - 1)]:
-                if n[1] >= 1:
-                    stack.append(n)
+            stack.extend(n for n in node_inputs(i, j, self.connectivity) if n[1] >= 1)
         return needed
 
     def required_levels(self, targets: Iterable[Node]) -> int:
@@ -281,10 +283,55 @@ class NestedDecoder(nn.Module):
         less work, which is what UNet++'s inference-time pruning is for.
         """
         keep = self.required_nodes(targets)
-        small = copy.copy(self)
-        small._modules = dict(self._modules)
-        small.grid = [n for n in self.grid if n in keep]
-        names = [node_name(*n) for n in small.grid]
-        small._modules["nodes"] = nn.ModuleDict({k: self.nodes[k] for k in names})
-        small._modules["upsamples"] = nn.ModuleDict({k: self.upsamples[k] for k in names})
-        return small
+        names = [node_name(*n) for n in self.grid if n in keep]
+        small = NestedDecoder(
+            self.in_channels,
+            self.node_channels,
+            self.connectivity,
+            {k: self.nodes[k] for k in names},
+            {k: self.upsamples[k] for k in names},
+        )
+        return small.train(self.training)
+
+
+def build_nested_decoder(
+    in_channels: Sequence[int],
+    node_channels: Sequence[int],
+    *,
+    connectivity: str = "unet++",
+    fuse: str = "concat",
+    norm: str = "",
+    gn_groups: int = 32,
+    block: str = "fuse_conv",
+    upsample: str = "nearest",
+) -> NestedDecoder:
+    """Every node of the grid, built from widths and settings.
+
+    Args:
+        in_channels, node_channels, connectivity: as for NestedDecoder.
+        fuse: "concat" (UNet++) or "sum".
+        norm: "", "GN", "BN" or "SyncBN".
+        gn_groups: groups of each GroupNorm when norm is "GN".
+        block: "fuse_conv" (1x1 + 3x3) or "double_conv" (two 3x3, the paper's node).
+        upsample: "nearest", "bilinear" or "transpose".
+    """
+    check_choice("connectivity", connectivity, CONNECTIVITIES)
+    check_choice("fuse", fuse, FUSES)
+    check_choice("block", block, BLOCKS)
+    check_choice("upsample", upsample, UPSAMPLES)
+    check_choice("norm", norm, NORMS)
+    norm = norm_factory(norm, gn_groups)
+    check_level_widths(in_channels, node_channels)
+
+    def channels(i: int, j: int) -> int:
+        return in_channels[i] if j == 0 else node_channels[i]
+
+    nodes, upsamples = {}, {}
+    for i, j in grid_nodes(len(in_channels) - 1, connectivity):
+        up = Upsample(upsample, channels(i + 1, j - 1), node_channels[i])
+        inputs = [channels(*n) for n in same_level_inputs(i, j, connectivity)]
+        upsamples[node_name(i, j)] = up
+        nodes[node_name(i, j)] = NestedNode(
+            inputs + [up.out_channels], node_channels[i], fuse, block, norm
+        )
+    return NestedDecoder(in_channels, node_channels, connectivity, nodes, upsamples)

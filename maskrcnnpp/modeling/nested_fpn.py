@@ -1,37 +1,41 @@
-"""Mask R-CNN++'s backbone: a ResNet bottom-up path and a nested (UNet++) top-down grid.
+"""Mask R-CNN++'s backbone: Detectron2's FPN with the nested (UNet++) grid as top-down path.
 
 A drop-in for Detectron2's ``build_resnet_fpn_backbone``: the same output names
-(p2..p6), strides, channels and ``size_divisibility``, so the RPN and ROI heads
-are unchanged. FPN's single top-down path is replaced by the grid of
-``NestedDecoder``; output level i is the last node of row i of the grid.
+(p2..p6), strides, channels and ``size_divisibility``, the same lateral and
+output convs and p6 ``top_block``, so the RPN and ROI heads are unchanged.
+FPN's single top-down path is replaced by the grid of ``NestedDecoder``; output
+level i is the last node of row i of the grid.
 """
 import math
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
-from detectron2.layers import ShapeSpec
+from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from fvcore.nn import weight_init
 from torch import nn
 
-from .nested_decoder import NestedDecoder, check_decoder_config, make_norm, node_name
+from .layers import norm_factory
+from .nested_decoder import (
+    NORMS,
+    build_nested_decoder,
+    check_choice,
+    check_decoder_config,
+    check_group_norm_config,
+    node_name,
+)
 
 __all__ = ["NestedFPN", "build_resnet_nested_fpn_backbone"]
 
 
-def _plain_conv(in_channels, out_channels, kernel_size, norm):
-    """Conv (+ norm), no activation: FPN's convention for laterals and outputs."""
-    conv = nn.Conv2d(
-        in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not norm
-    )
-    weight_init.c2_xavier_fill(conv)
-    return nn.Sequential(conv, make_norm(norm, out_channels)) if norm else conv
-
-
 class NestedFPN(Backbone):
-    """ResNet features -> lateral 1x1 convs -> NestedDecoder -> 3x3 output convs -> p2..p6."""
+    """Detectron2's FPN with the nested grid as top-down path.
+
+    Bottom-up features -> lateral 1x1 convs -> NestedDecoder -> 3x3 output convs
+    (p2..p5), then ``top_block`` (p6) as in FPN.
+    """
 
     def __init__(
         self,
@@ -40,33 +44,54 @@ class NestedFPN(Backbone):
         node_channels: List[int],
         out_channels: int,
         *,
+        norm: str = "",
+        gn_groups: int = 32,
+        top_block: Optional[nn.Module] = None,
         connectivity: str = "unet++",
         fuse: str = "concat",
-        norm: str = "",
         block: str = "fuse_conv",
         upsample: str = "nearest",
-        add_p6: bool = True,
     ):
+        """
+        Args:
+            bottom_up, in_features, out_channels, top_block: as for Detectron2's FPN.
+            node_channels: width of the grid's nodes at each level, finest first.
+            norm: "", "GN", "BN" or "SyncBN" for the laterals, nodes and output convs.
+            gn_groups: groups of each GroupNorm when norm is "GN".
+            connectivity, fuse, block, upsample: the grid's, see ``build_nested_decoder``.
+        """
         super().__init__()
-        shapes = bottom_up.output_shape()
-        strides = [shapes[f].stride for f in in_features]
+        input_shapes = bottom_up.output_shape()
+        strides = [input_shapes[f].stride for f in in_features]
         for fine, coarse in zip(strides, strides[1:]):
             if coarse != 2 * fine:
                 raise ValueError(
                     f"MODEL.NESTED_FPN.IN_FEATURES={in_features} have strides {strides}; "
                     "consecutive features must double in stride (e.g. res2..res5 = 4, 8, 16, 32)"
                 )
-        self.bottom_up = bottom_up
-        self.in_features = list(in_features)
-        self.laterals = nn.ModuleList(
-            _plain_conv(shapes[f].channels, c, 1, norm) for f, c in zip(in_features, node_channels)
-        )
-        grid = NestedDecoder(
+        check_choice("norm", norm, NORMS)
+        layer_norm = norm_factory(norm, gn_groups)
+        stages = [int(math.log2(s)) for s in strides]
+
+        self.lateral_convs = []
+        for stage, f, channels in zip(stages, in_features, node_channels):
+            lateral_conv = Conv2d(
+                input_shapes[f].channels,
+                channels,
+                kernel_size=1,
+                bias=norm == "",
+                norm=get_norm(layer_norm, channels),
+            )
+            weight_init.c2_xavier_fill(lateral_conv)
+            self.add_module(f"fpn_lateral{stage}", lateral_conv)
+            self.lateral_convs.append(lateral_conv)
+        grid = build_nested_decoder(
             node_channels,
             node_channels,
             connectivity=connectivity,
             fuse=fuse,
             norm=norm,
+            gn_groups=gn_groups,
             block=block,
             upsample=upsample,
         )
@@ -74,36 +99,51 @@ class NestedFPN(Backbone):
         # U-Nets feed no output here, and parameters without gradients would
         # break DistributedDataParallel.
         self.decoder = grid.pruned([grid.last_node(i) for i in range(len(in_features))])
-        self.outputs = nn.ModuleList(
-            _plain_conv(self.decoder.channels(*self.decoder.last_node(i)), out_channels, 3, norm)
-            for i in range(len(in_features))
-        )
-        first_level = int(math.log2(strides[0]))
-        self._out_features = [f"p{first_level + i}" for i in range(len(in_features))]
-        out_strides = list(strides)
-        if add_p6:
-            self._out_features.append(f"p{first_level + len(in_features)}")
-            out_strides.append(2 * strides[-1])
-        self._out_feature_strides = dict(zip(self._out_features, out_strides))
-        self._out_feature_channels = {f: out_channels for f in self._out_features}
+        self.output_convs = []
+        for i, stage in enumerate(stages):
+            output_conv = Conv2d(
+                self.decoder.channels(*self.decoder.last_node(i)),
+                out_channels,
+                kernel_size=3,
+                padding=1,
+                bias=norm == "",
+                norm=get_norm(layer_norm, out_channels),
+            )
+            weight_init.c2_xavier_fill(output_conv)
+            self.add_module(f"fpn_output{stage}", output_conv)
+            self.output_convs.append(output_conv)
+
+        self.top_block = top_block
+        self.in_features = tuple(in_features)
+        self.bottom_up = bottom_up
+        self._out_feature_strides = {f"p{stage}": s for stage, s in zip(stages, strides)}
+        if self.top_block is not None:
+            for s in range(stages[-1], stages[-1] + self.top_block.num_levels):
+                self._out_feature_strides[f"p{s + 1}"] = 2 ** (s + 1)
+        self._out_features = list(self._out_feature_strides)
+        self._out_feature_channels = {k: out_channels for k in self._out_features}
         self._size_divisibility = strides[-1]
-        self.add_p6 = add_p6
 
     @property
     def size_divisibility(self):
         return self._size_divisibility
 
     def forward(self, x) -> Dict[str, torch.Tensor]:
-        features = self.bottom_up(x)
-        grid_inputs = [lat(features[f]) for lat, f in zip(self.laterals, self.in_features)]
-        grid = self.decoder(grid_inputs)
+        bottom_up_features = self.bottom_up(x)
+        laterals = [
+            conv(bottom_up_features[f]) for conv, f in zip(self.lateral_convs, self.in_features)
+        ]
+        grid = self.decoder(laterals)
         results = [
             conv(grid[node_name(*self.decoder.last_node(i))])
-            for i, conv in enumerate(self.outputs)
+            for i, conv in enumerate(self.output_convs)
         ]
-        if self.add_p6:
-            # The extra coarsest level is a stride-2 subsample of the last one, as in FPN.
-            results.append(F.max_pool2d(results[-1], kernel_size=1, stride=2))
+        if self.top_block is not None:
+            if self.top_block.in_feature in bottom_up_features:
+                top_block_in_feature = bottom_up_features[self.top_block.in_feature]
+            else:
+                top_block_in_feature = results[self._out_features.index(self.top_block.in_feature)]
+            results.extend(self.top_block(top_block_in_feature))
         return dict(zip(self._out_features, results))
 
     def output_shape(self):
@@ -128,13 +168,14 @@ def validate_nested_fpn_config(cfg) -> None:
             f"MODEL.NESTED_FPN.NODE_CHANNELS={list(nf.NODE_CHANNELS)} needs one width per "
             f"entry of MODEL.NESTED_FPN.IN_FEATURES={list(nf.IN_FEATURES)}"
         )
-    if nf.NORM == "GN":
-        odd = [c for c in list(nf.NODE_CHANNELS) + [cfg.MODEL.FPN.OUT_CHANNELS] if c % 32]
-        if odd:
-            raise ValueError(
-                f"MODEL.NESTED_FPN.NORM='GN' uses 32 groups but widths {odd} "
-                "(MODEL.NESTED_FPN.NODE_CHANNELS / MODEL.FPN.OUT_CHANNELS) are not multiples of 32"
-            )
+    check_group_norm_config(
+        nf,
+        "MODEL.NESTED_FPN",
+        {
+            "MODEL.NESTED_FPN.NODE_CHANNELS": list(nf.NODE_CHANNELS),
+            "MODEL.FPN.OUT_CHANNELS": [cfg.MODEL.FPN.OUT_CHANNELS],
+        },
+    )
 
 
 @BACKBONE_REGISTRY.register()
@@ -146,20 +187,26 @@ def build_resnet_nested_fpn_backbone(cfg, input_shape: ShapeSpec):
     validate_nested_fpn_config(cfg)
     nf = cfg.MODEL.NESTED_FPN
     bottom_up = build_resnet_backbone(cfg, input_shape)
-    missing = [f for f in nf.IN_FEATURES if f not in bottom_up.output_shape()]
+    shapes = bottom_up.output_shape()
+    missing = [f for f in nf.IN_FEATURES if f not in shapes]
     if missing:
         raise ValueError(
             f"MODEL.NESTED_FPN.IN_FEATURES names {missing}, which the ResNet does not output; "
             f"add them to MODEL.RESNETS.OUT_FEATURES (now {list(cfg.MODEL.RESNETS.OUT_FEATURES)})"
         )
+    top_block = LastLevelMaxPool()
+    # It pools "p5" as in FPN; IN_FEATURES that end before res5 end before p5.
+    top_block.in_feature = f"p{int(math.log2(shapes[nf.IN_FEATURES[-1]].stride))}"
     return NestedFPN(
         bottom_up,
         list(nf.IN_FEATURES),
         list(nf.NODE_CHANNELS),
         cfg.MODEL.FPN.OUT_CHANNELS,
+        norm=nf.NORM,
+        gn_groups=nf.GN_GROUPS,
+        top_block=top_block,
         connectivity=nf.CONNECTIVITY,
         fuse=nf.FUSE,
-        norm=nf.NORM,
         block=nf.BLOCK,
         upsample=nf.UPSAMPLE,
     )

@@ -5,33 +5,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nested_decoder import _conv
+from .layers import conv_norm_relu, norm_factory
 
-__all__ = ["PlainEncoder"]
+__all__ = ["PlainEncoder", "build_plain_encoder"]
 
 
 class PlainEncoder(nn.Module):
     """Features X^{0,0} .. X^{L,0} at strides 1, 2, ..., 2^L, finest first.
 
     Args:
-        in_channels: channels of the input image.
-        filters: width of each level, finest first (L + 1 entries; the paper: 32 .. 512).
-        norm: "" (the paper's) or a norm accepted by the nested decoder.
+        levels: one module per level, finest first; level i > 0 reads the 2x2
+            max-pool of level i - 1.
+        filters: the output width of each level.
     """
 
-    def __init__(self, in_channels: int, filters: Sequence[int], norm: str = ""):
+    def __init__(self, levels: Sequence[nn.Module], filters: Sequence[int]):
         super().__init__()
-        self.in_channels = in_channels
+        if len(levels) != len(filters):
+            raise ValueError(f"{len(levels)} levels but {len(filters)} filters {list(filters)}")
+        self.levels = nn.ModuleList(levels)
         self.filters = list(filters)
-        widths = [in_channels] + self.filters
-        self.levels = nn.ModuleList(
-            nn.Sequential(_conv(c_in, c_out, 3, norm), _conv(c_out, c_out, 3, norm))
-            for c_in, c_out in zip(widths, widths[1:])
-        )
 
     @property
     def out_channels(self) -> List[int]:
-        return self.filters[: len(self.levels)]
+        return list(self.filters)
 
     @property
     def size_divisibility(self) -> int:
@@ -50,10 +47,24 @@ class PlainEncoder(nn.Module):
 
     def pruned(self, num_levels: int) -> "PlainEncoder":
         """The first ``num_levels`` levels as an encoder of their own, sharing weights."""
-        small = PlainEncoder.__new__(PlainEncoder)
-        nn.Module.__init__(small)
-        small.in_channels = self.in_channels
-        small.filters = self.filters[:num_levels]
-        small.levels = nn.ModuleList(self.levels[:num_levels])
-        small.train(self.training)
-        return small
+        small = PlainEncoder(self.levels[:num_levels], self.filters[:num_levels])
+        return small.train(self.training)
+
+
+def build_plain_encoder(
+    in_channels: int, filters: Sequence[int], norm: str = "", gn_groups: int = 32
+) -> PlainEncoder:
+    """The paper's encoder on ``in_channels``-channel images.
+
+    Args:
+        filters: width of each level, finest first (L + 1 entries; the paper: 32 .. 512).
+        norm: "" (the paper's) or a norm accepted by the nested decoder.
+        gn_groups: groups of each GroupNorm when norm is "GN".
+    """
+    norm = norm_factory(norm, gn_groups)
+    widths = [in_channels] + list(filters)
+    levels = [
+        nn.Sequential(conv_norm_relu(c_in, c_out, 3, norm), conv_norm_relu(c_out, c_out, 3, norm))
+        for c_in, c_out in zip(widths, widths[1:])
+    ]
+    return PlainEncoder(levels, filters)

@@ -6,8 +6,7 @@ In eval mode each image is predicted by overlapping windows and returned as
 With INFERENCE "L<k>" the model runs as ``pruned(k)``: only the encoder levels
 0..k and the nodes X^{i,j} with i + j <= k that X^{0,k} needs.
 """
-import copy
-from typing import Dict, List, Sequence
+from typing import Dict, List, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +15,15 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import ImageList
 from torch import nn
 
-from .nested_decoder import NestedDecoder, check_choice, check_decoder_config, node_name
-from .plain_encoder import PlainEncoder
+from .nested_decoder import (
+    NestedDecoder,
+    build_nested_decoder,
+    check_choice,
+    check_decoder_config,
+    check_group_norm_config,
+    node_name,
+)
+from .plain_encoder import build_plain_encoder
 from .resnet_encoder import build_resnet_encoder
 from .segmentation_loss import bce_and_dice_losses
 from .sliding_window import sliding_window_predict
@@ -54,7 +60,7 @@ class SemanticUNetPlusPlus(nn.Module):
         *,
         encoder: nn.Module,
         decoder: NestedDecoder,
-        deep_supervision: bool,
+        heads: Mapping[str, nn.Module],
         inference: str,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
@@ -70,20 +76,22 @@ class SemanticUNetPlusPlus(nn.Module):
             encoder: returns X^{0,0} .. X^{L,0} (finest first) from an image batch; has
                 ``out_channels``, ``size_divisibility`` and ``pruned(num_levels)``.
             decoder: the grid over the encoder's features.
-            deep_supervision: heads on X^{0,1} .. X^{0,L}; otherwise only on X^{0,L}.
+            heads: {node_name(0, j): module giving N x 1 x h x w logits} on nodes X^{0,j}
+                of the decoder (see ``build_heads``); all are trained, and averaged at
+                inference unless ``inference`` picks one.
             inference: "ensemble" or "L1" .. "L<L>" (see parse_inference_mode).
             window_size, window_overlap, window_batch_size: sliding-window inference.
         """
         super().__init__()
         depth = decoder.depth
-        if deep_supervision and any((0, j) not in decoder.grid for j in range(1, depth + 1)):
+        top_row = [(0, j) for j in range(1, depth + 1) if (0, j) in decoder.grid]
+        self.head_nodes = [n for n in top_row if node_name(*n) in heads]
+        if not heads or len(self.head_nodes) != len(heads):
             raise ValueError(
-                "MODEL.UNETPP.DEEP_SUPERVISION=True needs heads on X^{0,1}..X^{0,L}, but "
-                f"MODEL.UNETPP.CONNECTIVITY={decoder.connectivity!r} has no such nodes "
-                "below X^{0,L}; turn deep supervision off for it"
+                f"heads {sorted(heads)} must sit on nodes X^{{0,j}} of the decoder, "
+                f"which has {[node_name(*n) for n in top_row]}"
             )
         self.inference_level = parse_inference_mode(inference, depth)
-        self.head_nodes = [(0, j) for j in (range(1, depth + 1) if deep_supervision else [depth])]
         if self.inference_level and (0, self.inference_level) not in self.head_nodes:
             raise ValueError(
                 f"MODEL.UNETPP.INFERENCE={inference!r} uses the head on "
@@ -102,12 +110,7 @@ class SemanticUNetPlusPlus(nn.Module):
         self.encoder = encoder
         # Nodes no head needs (e.g. UNet^e without deep supervision) would get no gradient.
         self.decoder = decoder.pruned(self.head_nodes)
-        self.heads = nn.ModuleDict(
-            {
-                node_name(*n): nn.Conv2d(decoder.channels(*n), 1, kernel_size=1)
-                for n in self.head_nodes
-            }
-        )
+        self.heads = nn.ModuleDict({node_name(*n): heads[node_name(*n)] for n in self.head_nodes})
         self.inference_mode = inference
         self.depth = depth
         self.loss_weights = {"bce": bce_weight, "dice": dice_weight}
@@ -115,8 +118,9 @@ class SemanticUNetPlusPlus(nn.Module):
         self.window_size = window_size
         self.window_overlap = window_overlap
         self.window_batch_size = window_batch_size
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        # as_tensor: a pruned model shares its parent's (already placed) tensors.
+        self.register_buffer("pixel_mean", torch.as_tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.as_tensor(pixel_std).view(-1, 1, 1), False)
 
     @classmethod
     def from_config(cls, cfg):
@@ -128,24 +132,28 @@ class SemanticUNetPlusPlus(nn.Module):
                 f"MODEL.UNETPP.FILTERS={list(u.FILTERS)} needs DEPTH + 1 = {u.DEPTH + 1} "
                 f"entries (MODEL.UNETPP.DEPTH={u.DEPTH})"
             )
+        # The ResNet encoder has MODEL.RESNETS.NORM; the decoder leaves the deepest filter unused.
+        normalised = u.FILTERS if u.ENCODER == "plain" else u.FILTERS[:-1]
+        check_group_norm_config(u, "MODEL.UNETPP", {"MODEL.UNETPP.FILTERS": normalised})
         in_channels = len(cfg.MODEL.PIXEL_MEAN)
         if u.ENCODER == "plain":
-            encoder = PlainEncoder(in_channels, u.FILTERS, u.NORM)
+            encoder = build_plain_encoder(in_channels, u.FILTERS, u.NORM, u.GN_GROUPS)
         else:
             encoder = build_resnet_encoder(cfg, in_channels, u.DEPTH + 1)
         check_patch_size(u.PATCH_SIZE, encoder.size_divisibility)
-        decoder = NestedDecoder(
+        decoder = build_nested_decoder(
             encoder.out_channels,
             list(u.FILTERS),
             connectivity=u.CONNECTIVITY,
             norm=u.NORM,
+            gn_groups=u.GN_GROUPS,
             block=u.BLOCK,
             upsample=u.UPSAMPLE,
         )
         return {
             "encoder": encoder,
             "decoder": decoder,
-            "deep_supervision": u.DEEP_SUPERVISION,
+            "heads": build_heads(decoder, u.DEEP_SUPERVISION),
             "inference": u.INFERENCE,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
@@ -176,16 +184,22 @@ class SemanticUNetPlusPlus(nn.Module):
                 f"pruning at L{level} needs the head on X^{{0,{level}}}, which exists only "
                 "with MODEL.UNETPP.DEEP_SUPERVISION=True"
             )
-        small = copy.copy(self)
-        small._modules = dict(self._modules)
-        small._modules["encoder"] = self.encoder.pruned(level + 1)
-        small._modules["decoder"] = self.decoder.pruned([target])
         name = node_name(*target)
-        small._modules["heads"] = nn.ModuleDict({name: self.heads[name]})
-        small.head_nodes = [target]
-        small.inference_level = level
-        small.inference_mode = f"L{level}"
-        return small
+        small = SemanticUNetPlusPlus(
+            encoder=self.encoder.pruned(level + 1),
+            decoder=self.decoder.pruned([target]),
+            heads={name: self.heads[name]},
+            inference=f"L{level}",
+            pixel_mean=self.pixel_mean,
+            pixel_std=self.pixel_std,
+            bce_weight=self.loss_weights["bce"],
+            dice_weight=self.loss_weights["dice"],
+            dice_smooth=self.dice_smooth,
+            window_size=self.window_size,
+            window_overlap=self.window_overlap,
+            window_batch_size=self.window_batch_size,
+        )
+        return small.train(self.training)
 
     def head_logits(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         """{node name: N x 1 x H x W logits} of every head, for a normalised N x C x H x W batch."""
@@ -258,6 +272,19 @@ class SemanticUNetPlusPlus(nn.Module):
                 f"(len(MODEL.PIXEL_MEAN), INPUT.FORMAT), got shape {tuple(image.shape)}"
             )
         return (image.to(self.device).float() - self.pixel_mean) / self.pixel_std
+
+
+def build_heads(decoder: NestedDecoder, deep_supervision: bool) -> Dict[str, nn.Module]:
+    """1x1 conv heads on X^{0,1} .. X^{0,L} (deep supervision), or on X^{0,L} alone."""
+    depth = decoder.depth
+    nodes = [(0, j) for j in (range(1, depth + 1) if deep_supervision else [depth])]
+    if any(n not in decoder.grid for n in nodes):
+        raise ValueError(
+            "MODEL.UNETPP.DEEP_SUPERVISION=True needs heads on X^{0,1}..X^{0,L}, but "
+            f"MODEL.UNETPP.CONNECTIVITY={decoder.connectivity!r} has no such nodes "
+            "below X^{0,L}; turn deep supervision off for it"
+        )
+    return {node_name(*n): nn.Conv2d(decoder.channels(*n), 1, kernel_size=1) for n in nodes}
 
 
 def check_patch_size(patch_size: int, divisibility: int) -> None:
