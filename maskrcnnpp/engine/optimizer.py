@@ -3,13 +3,15 @@ import torch
 from detectron2.solver import build_optimizer as build_sgd_optimizer
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
+from ..errors import ConfigError
+
 OPTIMIZERS = ("SGD", "ADAM")
 
 
 def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     name = cfg.SOLVER.OPTIMIZER.upper()
     if name not in OPTIMIZERS:
-        raise ValueError(
+        raise ConfigError(
             f"SOLVER.OPTIMIZER={cfg.SOLVER.OPTIMIZER!r}; allowed values: {list(OPTIMIZERS)}"
         )
     if name == "SGD":

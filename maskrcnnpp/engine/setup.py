@@ -9,6 +9,7 @@ from detectron2.engine import default_setup
 
 from ..config import add_maskrcnnpp_config
 from ..errors import ConfigError, UserError, first_line
+from ..modeling.nested_fpn import validate_nested_fpn_config
 from .checkpoint import read_checkpoint
 
 __all__ = ["check_datasets", "check_weights", "checked_cfg", "load_cfg", "setup_cfg"]
@@ -83,6 +84,8 @@ def check_weights(cfg):
 def checked_cfg(args):
     """The config of parsed Detectron2 arguments, its datasets and weights checked (UserError)."""
     cfg = load_cfg(args.config_file, args.opts)
+    if cfg.MODEL.BACKBONE.NAME == "build_resnet_nested_fpn_backbone":
+        validate_nested_fpn_config(cfg)  # as the builder will, but before workers are launched
     check_datasets(cfg, ("TEST",) if args.eval_only else ("TRAIN", "TEST"))
     check_weights(cfg)
     return cfg

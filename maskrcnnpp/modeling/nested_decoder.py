@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .layers import Norm, conv_norm_relu, norm_factory
 
 __all__ = [
@@ -51,7 +52,7 @@ Node = Tuple[int, int]
 def check_choice(name: str, value, allowed: Sequence) -> None:
     """Raise a ValueError naming the setting and its allowed values."""
     if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not supported; allowed values: {list(allowed)}")
+        raise ConfigError(f"{name}={value!r} is not supported; allowed values: {list(allowed)}")
 
 
 # Config keys shared by every builder of a NestedDecoder, with their allowed values.
@@ -78,13 +79,13 @@ def check_group_norm_config(node, prefix: str, widths: Mapping[str, Sequence[int
     """
     groups = node.GN_GROUPS
     if groups < 1:
-        raise ValueError(f"{prefix}.GN_GROUPS={groups} must be a positive number of groups")
+        raise ConfigError(f"{prefix}.GN_GROUPS={groups} must be a positive number of groups")
     if node.NORM != "GN":
         return
     for key, values in widths.items():
         odd = [w for w in values if w % groups]
         if odd:
-            raise ValueError(
+            raise ConfigError(
                 f"{prefix}.NORM='GN' splits channels into {prefix}.GN_GROUPS={groups} groups, "
                 f"but {key} holds widths {odd} that {groups} does not divide"
             )

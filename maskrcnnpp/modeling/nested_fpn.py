@@ -17,6 +17,7 @@ from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from fvcore.nn import weight_init
 from torch import nn
 
+from ..errors import ConfigError
 from .layers import norm_factory
 from .nested_decoder import (
     NORMS,
@@ -65,7 +66,7 @@ class NestedFPN(Backbone):
         strides = [input_shapes[f].stride for f in in_features]
         for fine, coarse in zip(strides, strides[1:]):
             if coarse != 2 * fine:
-                raise ValueError(
+                raise ConfigError(
                     f"MODEL.NESTED_FPN.IN_FEATURES={in_features} have strides {strides}; "
                     "consecutive features must double in stride (e.g. res2..res5 = 4, 8, 16, 32)"
                 )
@@ -160,11 +161,11 @@ def validate_nested_fpn_config(cfg) -> None:
     nf = cfg.MODEL.NESTED_FPN
     check_decoder_config(nf, "MODEL.NESTED_FPN")
     if len(nf.IN_FEATURES) < 2:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.NESTED_FPN.IN_FEATURES={list(nf.IN_FEATURES)} needs at least 2 features"
         )
     if len(nf.NODE_CHANNELS) != len(nf.IN_FEATURES):
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.NESTED_FPN.NODE_CHANNELS={list(nf.NODE_CHANNELS)} needs one width per "
             f"entry of MODEL.NESTED_FPN.IN_FEATURES={list(nf.IN_FEATURES)}"
         )
@@ -190,7 +191,7 @@ def build_resnet_nested_fpn_backbone(cfg, input_shape: ShapeSpec):
     shapes = bottom_up.output_shape()
     missing = [f for f in nf.IN_FEATURES if f not in shapes]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.NESTED_FPN.IN_FEATURES names {missing}, which the ResNet does not output; "
             f"add them to MODEL.RESNETS.OUT_FEATURES (now {list(cfg.MODEL.RESNETS.OUT_FEATURES)})"
         )

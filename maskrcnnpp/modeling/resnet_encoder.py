@@ -12,6 +12,8 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from torch import nn
 
+from ..errors import ConfigError
+
 __all__ = ["ResNetEncoder", "build_resnet_encoder"]
 
 STAGES = ("res2", "res3", "res4", "res5")
@@ -62,7 +64,7 @@ class ResNetEncoder(nn.Module):
 def build_resnet_encoder(cfg, in_channels: int, num_levels: int) -> ResNetEncoder:
     """Stem + the first ``num_levels - 1`` of res2..res5, configured by MODEL.RESNETS."""
     if not 2 <= num_levels <= 1 + len(STAGES):
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.UNETPP.ENCODER='resnet' gives at most {1 + len(STAGES)} levels "
             f"(stem, res2..res5), so MODEL.UNETPP.DEPTH must be 1..{len(STAGES)}; "
             f"got DEPTH={num_levels - 1}"

@@ -15,6 +15,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import ImageList
 from torch import nn
 
+from ..errors import ConfigError
 from .nested_decoder import (
     NestedDecoder,
     build_nested_decoder,
@@ -41,11 +42,11 @@ def parse_inference_mode(mode: str, depth: int) -> int:
     allowed = ["ensemble"] + [f"L{k}" for k in range(1, depth + 1)]
     level = int(mode[1:]) if mode[:1] == "L" and mode[1:].isdigit() else None
     if level is None or level < 1:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.UNETPP.INFERENCE={mode!r} is not an inference mode; allowed: {allowed}"
         )
     if level > depth:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.UNETPP.INFERENCE={mode!r} prunes at level {level}, deeper than the model "
             f"(MODEL.UNETPP.DEPTH={depth}); allowed: {allowed}"
         )
@@ -93,17 +94,17 @@ class SemanticUNetPlusPlus(nn.Module):
             )
         self.inference_level = parse_inference_mode(inference, depth)
         if self.inference_level and (0, self.inference_level) not in self.head_nodes:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.UNETPP.INFERENCE={inference!r} uses the head on "
                 f"X^{{0,{self.inference_level}}}, which exists only with "
                 "MODEL.UNETPP.DEEP_SUPERVISION=True"
             )
         if not 0 <= window_overlap < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.UNETPP.SLIDING_WINDOW.OVERLAP={window_overlap} must be in [0, 1)"
             )
         if window_size % encoder.size_divisibility:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.UNETPP.SLIDING_WINDOW.SIZE={window_size} must be 0 or a multiple of "
                 f"the encoder's total stride {encoder.size_divisibility}"
             )
@@ -128,7 +129,7 @@ class SemanticUNetPlusPlus(nn.Module):
         check_choice("MODEL.UNETPP.ENCODER", u.ENCODER, ENCODERS)
         check_decoder_config(u, "MODEL.UNETPP")
         if len(u.FILTERS) != u.DEPTH + 1:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.UNETPP.FILTERS={list(u.FILTERS)} needs DEPTH + 1 = {u.DEPTH + 1} "
                 f"entries (MODEL.UNETPP.DEPTH={u.DEPTH})"
             )
@@ -180,7 +181,7 @@ class SemanticUNetPlusPlus(nn.Module):
         parse_inference_mode(f"L{level}", self.depth)
         target = (0, level)
         if target not in self.head_nodes:
-            raise ValueError(
+            raise ConfigError(
                 f"pruning at L{level} needs the head on X^{{0,{level}}}, which exists only "
                 "with MODEL.UNETPP.DEEP_SUPERVISION=True"
             )
@@ -279,7 +280,7 @@ def build_heads(decoder: NestedDecoder, deep_supervision: bool) -> Dict[str, nn.
     depth = decoder.depth
     nodes = [(0, j) for j in (range(1, depth + 1) if deep_supervision else [depth])]
     if any(n not in decoder.grid for n in nodes):
-        raise ValueError(
+        raise ConfigError(
             "MODEL.UNETPP.DEEP_SUPERVISION=True needs heads on X^{0,1}..X^{0,L}, but "
             f"MODEL.UNETPP.CONNECTIVITY={decoder.connectivity!r} has no such nodes "
             "below X^{0,L}; turn deep supervision off for it"
@@ -289,7 +290,7 @@ def build_heads(decoder: NestedDecoder, deep_supervision: bool) -> Dict[str, nn.
 
 def check_patch_size(patch_size: int, divisibility: int) -> None:
     if patch_size <= 0 or patch_size % divisibility:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.UNETPP.PATCH_SIZE={patch_size} must be a positive multiple of the encoder's "
             f"total stride {divisibility} (2^MODEL.UNETPP.DEPTH for the plain encoder)"
         )
