@@ -27,6 +27,9 @@ SDIST_PROJECT = "pb1-detectron2"
 SDIST_VERSION = "0.6"
 SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 
+# pip's documented default for --index-url, used when nothing else is configured.
+DEFAULT_INDEX_URL = "https://pypi.org/simple"
+
 # Detectron2 v0.6's own runtime requirements, less the build-only and
 # optional ones (black, hydra, pydot, future) that it imports lazily.
 RUNTIME_REQUIREMENTS = [
@@ -47,8 +50,13 @@ RUNTIME_REQUIREMENTS = [
 ]
 
 
-def _pip_index_urls():
-    """Index URLs pip is configured with, the primary one first."""
+def pip_index_urls():
+    """Index URLs pip is configured with, the primary one first.
+
+    Read with public means only: ``pip config list`` (pip's configuration
+    files), then the ``PIP_INDEX_URL`` / ``PIP_EXTRA_INDEX_URL`` environment
+    variables, which take precedence as they do for pip itself.
+    """
     out = subprocess.run(
         [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
     ).stdout
@@ -62,11 +70,7 @@ def _pip_index_urls():
             extra += value.split()
     primary = os.environ.get("PIP_INDEX_URL", primary)
     extra = os.environ.get("PIP_EXTRA_INDEX_URL", " ".join(extra)).split()
-    if primary is None:
-        from pip._internal.models.index import PyPI  # pip's own default index
-
-        primary = PyPI.simple_url
-    return [primary] + extra
+    return [primary or DEFAULT_INDEX_URL] + extra
 
 
 class _LinkParser(html.parser.HTMLParser):
@@ -85,7 +89,7 @@ def find_sdist_url():
     """The sdist's URL, found on a PEP 503 simple page of pip's indexes."""
     filename = f"{SDIST_PROJECT}-{SDIST_VERSION}.tar.gz"
     tried = []
-    for index in _pip_index_urls():
+    for index in pip_index_urls():
         page = index.rstrip("/") + f"/{SDIST_PROJECT}/"
         try:
             with urllib.request.urlopen(page, timeout=60) as response:
