@@ -1,5 +1,4 @@
 """DefaultTrainer with the nuclei data pipeline, evaluator and optimizer choice."""
-import importlib.util
 import os
 
 from detectron2.data import (
@@ -11,13 +10,10 @@ from detectron2.data import (
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 
+from ..compat import has_compiled_ops
 from ..data.augmentation import build_nuclei_augmentation
 from ..data.semantic_mapper import SemanticNucleiMapper
 from .optimizer import build_optimizer
-
-
-def has_compiled_ops() -> bool:
-    return importlib.util.find_spec("detectron2._C") is not None
 
 
 def is_semantic(cfg) -> bool:
