@@ -11,7 +11,7 @@ from PIL import Image
 
 import maskrcnnpp  # noqa: F401  (guards before detectron2 imports)
 from maskrcnnpp.data import prepare_dsb2018
-from maskrcnnpp.data.dsb2018_split import PAPER_SIZES, _allocate, load_split
+from maskrcnnpp.data.dsb2018_split import load_split
 from maskrcnnpp.data.prepare_dsb2018 import main, prepare
 
 RNG = np.random.default_rng(0)
@@ -236,18 +236,6 @@ def test_non_kaggle_source_fails_clearly(tmp_path, split_file, capsys, kind):
     else:
         assert "source not found" in err
     assert not (tmp_path / "root" / "dsb2018").exists()
-
-
-def test_allocation_hits_split_sizes_and_covers_every_kind():
-    # Stratum sizes of the real stage1_train (modality, HxW).
-    sizes = {"a": 334, "b": 108, "c": 92, "d": 91, "e": 16, "f": 13, "g": 6, "h": 5, "i": 4, "j": 1}
-    alloc = _allocate(sizes, PAPER_SIZES)
-    for split, n in PAPER_SIZES.items():
-        assert sum(a[split] for a in alloc.values()) == n
-    for stratum, m in sizes.items():
-        assert sum(alloc[stratum].values()) == m
-        if m >= 3:
-            assert min(alloc[stratum].values()) >= 1, stratum
 
 
 def test_committed_split_file():
