@@ -3,12 +3,15 @@ import glob
 import json
 import math
 import os
+import statistics
 from collections import defaultdict
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from maskrcnnpp.utils.json_io import atomic_write  # noqa: E402
 
 MODEL_ORDER = ("fpn", "nested")
 # key, label, (results section, field), decimals
@@ -45,14 +48,12 @@ def metric_value(run, key):
 
 
 def mean_std(values):
-    """Mean and sample standard deviation (n - 1); std is None below two values."""
+    """Mean and sample standard deviation (n - 1) of the values that are not None; std is None
+    below two values, both are None with none."""
     values = [v for v in values if v is not None]
     if not values:
         return None, None
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
 def by_model(runs):
@@ -188,11 +189,23 @@ def model_cost(costs, model):
 
 
 def render_markdown(profile_name, profile, runs, command, costs=None):
+    lines = header_section(profile_name, profile)
+    if not runs:
+        return "\n".join(lines + ["No finished runs yet.", ""])
     table, paired = aggregate(runs), paired_differences(runs)
-    grouped = by_model(runs)
-    models = [m for m in MODEL_ORDER if m in grouped]
-    names = {r["model"]: r["model_name"] for r in runs}
-    lines = [
+    models = [m for m in MODEL_ORDER if m in by_model(runs)]
+    lines += results_table(runs, table, paired, costs)
+    lines += per_seed_section(paired)
+    lines += verdict_section(table, paired)
+    lines += object_size_section(runs, models)
+    lines += breakdown_section("modality", runs, lambda i: i.get("modality") or "unknown", models)
+    lines += breakdown_section("image size (height × width)", runs, size_group, models)
+    lines += method_section(profile_name, profile, runs, command, costs)
+    return "\n".join(lines)
+
+
+def header_section(profile_name, profile):
+    return [
         f"# Mask R-CNN vs Mask R-CNN++ on DSB2018 nuclei — profile `{profile_name}`",
         "",
         f"Setting: {profile.description}. Both models use identical data, schedule, augmentation "
@@ -201,13 +214,17 @@ def render_markdown(profile_name, profile, runs, command, costs=None):
         "mean, percent; DSB mAP: fraction; segm AP/AP50: COCO, percent.",
         "",
     ]
-    if not runs:
-        return "\n".join(lines + ["No finished runs yet.", ""])
+
+
+def results_table(runs, table, paired, costs):
+    """One row per model (metrics and costs), then the paired nested − FPN row."""
+    grouped = by_model(runs)
+    names = model_names(runs)
     head = "| model | runs | " + " | ".join(m[1] for m in METRICS)
     head += " | params (M) | GFLOPs backbone+neck | GFLOPs whole | train s/iter wall | train CPU s/iter " \
             "| inference img/s | inference CPU s/img |"
-    lines += [head, "|" + " --- |" * (2 + len(METRICS)) + " ---: |" * 7]
-    for m in models:
+    lines = [head, "|" + " --- |" * (2 + len(METRICS)) + " ---: |" * 7]
+    for m in (m for m in MODEL_ORDER if m in grouped):
         cells = [fmt(table[m][k][0], table[m][k][1], d) for k, _, _, d in METRICS]
         c = cost_row(grouped[m], model_cost(costs, m))
         cells += [f"{c['params_m']:.2f}", fmt(c["gmacs_backbone"], decimals=1),
@@ -223,22 +240,36 @@ def render_markdown(profile_name, profile, runs, command, costs=None):
         cost_cells = [relative(nested[k], fpn[k]) for k in COST_KEYS]
     lines.append(f"| nested − FPN (paired by seed; cost columns: nested vs FPN) | {n_pairs} pairs | "
                  + " | ".join(diff_cells + cost_cells) + " |")
-    lines += ["", "Per-seed paired differences (nested − FPN):", ""]
+    return lines
+
+
+def per_seed_section(paired):
+    lines = ["", "Per-seed paired differences (nested − FPN):", ""]
     for k, label, _, d in METRICS:
         per_seed = ", ".join(f"seed {s}: {v:+.{d}f}" for s, v in zip(paired[k]["seeds"], paired[k]["diffs"]))
         lines.append(f"- {label}: {per_seed or 'no paired seeds yet'}")
-    lines += ["", "Does Mask R-CNN++ beat Mask R-CNN by more than the seed-to-seed spread?", ""]
-    lines += [f"- {dict((m[0], m[1]) for m in METRICS)[k]}: {verdict(table, paired, k)}" for k in HEADLINE]
+    return lines
 
-    lines += object_size_section(runs, models)
-    lines += breakdown_section("modality", runs, lambda i: i.get("modality") or "unknown", models)
-    lines += breakdown_section("image size (height × width)", runs, size_group, models)
 
+def verdict_section(table, paired):
+    labels = {key: label for key, label, *_ in METRICS}
+    return (["", "Does Mask R-CNN++ beat Mask R-CNN by more than the seed-to-seed spread?", ""]
+            + [f"- {labels[k]}: {verdict(table, paired, k)}" for k in HEADLINE])
+
+
+def model_names(runs):
+    return {r["model"]: r["model_name"] for r in runs}
+
+
+def method_section(profile_name, profile, runs, command, costs):
+    """"How these numbers were made": commands, machine, runs, schedule, what the costs count."""
+    grouped, names = by_model(runs), model_names(runs)
+    models = [m for m in MODEL_ORDER if m in grouped]
     planned = ", ".join(str(s) for s in profile.seeds)
     finished = ", ".join(f"{names[m]} {len(grouped[m])} ({'seeds ' + ', '.join(str(r['seed']) for r in grouped[m])})"
                          for m in models)
     first = runs[0]
-    lines += [
+    lines = [
         "",
         "## How these numbers were made",
         "",
@@ -251,35 +282,49 @@ def render_markdown(profile_name, profile, runs, command, costs=None):
         f"test set `{first['test_set']}` ({first['metrics'].get('nuclei', {}).get('num_images')} images)",
         f"- git commit: {', '.join(sorted({r['git_commit'] for r in runs}))}",
         f"- dates: {min(r['date'] for r in runs)} – {max(r['date'] for r in runs)}",
-        "- GFLOPs: fvcore's count, which calls one multiply-accumulate one flop (roi_align and nms "
-        f"left out), on a {profile.test_size}×{profile.test_size} input; " + (
-            "from `costs.json`: freshly built models, the whole model with its heads run on "
-            + " / ".join(str(costs["models"][m]["detections"]) for m in MODEL_ORDER if m in costs["models"])
-            + " (FPN / nested) detections (score threshold 0), so independent of training"
-            if costs else
-            "the whole model's count is the trained model's on the first test image (resized), so it "
-            "depends on how many nuclei that model detects"),
+        gflops_line(profile, costs),
         "- training time: wall and CPU seconds of the training process per iteration (CPU: all its "
         "threads, not the data-loader workers); inference: model forward only, per test image, after "
         "two warm-up images",
     ]
-    resumed = [r for r in runs if (r.get("train_timing") or {}).get("iterations_timed", r["max_iter"]) < r["max_iter"]]
-    if resumed:
-        lines.append("- resumed after their process was killed (`--resume` semantics: from the last "
-                     "checkpoint, so not bit-identical to an uninterrupted run; timed over the resumed "
-                     "iterations only): " + ", ".join(
-                         f"{names[r['model']]} seed {r['seed']} ({r['train_timing']['iterations_timed']} "
-                         "iterations timed)" for r in resumed))
+    lines += resumed_lines(runs, names)
     if profile.timed and first["machine"].find("GPU") < 0:
-        loads = [v for r in runs for v in (r.get("loadavg_at_end") or [])[:1]]
-        lines.append(f"- load: the 1-minute load average at the end of the runs was {min(loads):.1f}–"
-                     f"{max(loads):.1f} (cores: see the machine line); two comparison processes may share "
-                     "a plan (each run is locked while it runs), so a seed's FPN and nested runs can "
-                     "overlap in time. Wall times depend on that load; CPU s/iter is the steadier figure")
+        lines.append(load_line(runs))
     if not profile.timed:
         lines.append("- this profile's schedule was planned, not timed, on its target machine")
     lines += [f"- per-run JSON: `nuclei_runs/{profile_name}/<model>_seed<k>.json`", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def gflops_line(profile, costs):
+    counted = (
+        "from `costs.json`: freshly built models, the whole model with its heads run on "
+        + " / ".join(str(costs["models"][m]["detections"]) for m in MODEL_ORDER if m in costs["models"])
+        + " (FPN / nested) detections (score threshold 0), so independent of training"
+        if costs else
+        "the whole model's count is the trained model's on the first test image (resized), so it "
+        "depends on how many nuclei that model detects")
+    return ("- GFLOPs: fvcore's count, which calls one multiply-accumulate one flop (roi_align and nms "
+            f"left out), on a {profile.test_size}×{profile.test_size} input; " + counted)
+
+
+def resumed_lines(runs, names):
+    resumed = [r for r in runs if (r.get("train_timing") or {}).get("iterations_timed", r["max_iter"]) < r["max_iter"]]
+    if not resumed:
+        return []
+    return ["- resumed after their process was killed (`--resume` semantics: from the last "
+            "checkpoint, so not bit-identical to an uninterrupted run; timed over the resumed "
+            "iterations only): " + ", ".join(
+                f"{names[r['model']]} seed {r['seed']} ({r['train_timing']['iterations_timed']} "
+                "iterations timed)" for r in resumed)]
+
+
+def load_line(runs):
+    loads = [v for r in runs for v in (r.get("loadavg_at_end") or [])[:1]]
+    return (f"- load: the 1-minute load average at the end of the runs was {min(loads):.1f}–"
+            f"{max(loads):.1f} (cores: see the machine line); two comparison processes may share "
+            "a plan (each run is locked while it runs), so a seed's FPN and nested runs can "
+            "overlap in time. Wall times depend on that load; CPU s/iter is the steadier figure")
 
 
 OBJECT_SIZES = (("APs", "small: area < 32² px"), ("APm", "medium: 32²–96² px"), ("APl", "large: > 96² px"))
@@ -365,10 +410,9 @@ def render_chart(profile_name, runs, path, costs=None):
     ax_cost.set_title("cost")
     fig.suptitle(f"Mask R-CNN vs Mask R-CNN++, DSB2018 test, profile {profile_name}")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_report(profile_name, profile, runs_dir, fpn_runs_dir, results_dir, command):
@@ -384,9 +428,7 @@ def write_report(profile_name, profile, runs_dir, fpn_runs_dir, results_dir, com
         render_chart(profile_name, runs, stem + ".png", costs)
         text = text.replace("## How these numbers were made",
                             f"![chart](nuclei_instance_{profile_name}.png)\n\n## How these numbers were made")
-    tmp = stem + ".md.tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(stem + ".md", encoding="utf-8") as f:
         f.write(text)
-    os.replace(tmp, stem + ".md")
     print(text)
     return stem + ".md", stem + ".png"

@@ -28,6 +28,7 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 from fvcore.nn import FlopCountAnalysis  # noqa: E402
 
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
+from maskrcnnpp.utils.json_io import atomic_write  # noqa: E402
 from measure import machine_description  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,7 +133,7 @@ def measure_necks(args):
 def synthetic_batch(size, num_images, device):
     from detectron2.structures import BitMasks, Instances
 
-    import synthetic  # tests/synthetic.py, on sys.path through repo_path
+    from maskrcnnpp.data import synthetic
 
     rng = np.random.default_rng(0)
     batch = []
@@ -251,11 +252,8 @@ def main():
     table = render(necks, detectors, args, command)
     print(table)
     output = args.output or os.path.join(ROOT, "benchmarks", "results", f"neck_cost_{args.device}.md")
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    tmp = output + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(output, encoding="utf-8") as f:
         f.write(table)
-    os.replace(tmp, output)
     print(f"wrote {output}")
 
 

@@ -29,7 +29,7 @@ import maskrcnnpp  # noqa: E402,F401  (registers datasets and the meta-architect
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from maskrcnnpp.engine import Trainer  # noqa: E402
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
-from maskrcnnpp.utils.json_io import write_json_atomic  # noqa: E402
+from maskrcnnpp.utils.json_io import atomic_write, write_json_atomic  # noqa: E402
 
 ROWS = {
     "unet": ("U-Net", "configs/nuclei/unet_cpu.yaml"),
@@ -180,7 +180,7 @@ def write_report():
         "",
     ]
     path = os.path.join(RESULTS, "semantic_nuclei_cpu.md")
-    with open(path, "w") as f:
+    with atomic_write(path, encoding="utf-8") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
 

@@ -25,6 +25,7 @@ import maskrcnnpp  # noqa: E402,F401  (registers the meta-architecture)
 
 from detectron2.modeling import build_model  # noqa: E402
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
+from maskrcnnpp.utils.json_io import atomic_write  # noqa: E402
 
 PAPER = {"L1": "0.1M", "L2": "0.5M", "L3": "2.2M", "L4": "9.0M"}
 
@@ -111,8 +112,7 @@ def main():
             "",
         ]
     )
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
+    with atomic_write(args.output, encoding="utf-8") as f:
         f.write(text)
     print(text)
 

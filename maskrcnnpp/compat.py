@@ -12,7 +12,7 @@ import os
 import sys
 import types
 
-__all__ = ["install_guards", "applied_guards"]
+__all__ = ["install_guards", "applied_guards", "has_compiled_ops"]
 
 _APPLIED = []
 # Aliases numpy 1.24 removed and Detectron2 v0.6 still uses (e.g. ``np.int`` in
@@ -23,6 +23,17 @@ _MODULES_NEEDING_C = (
     "detectron2.layers",
     "detectron2.evaluation.fast_eval_api",
 )
+
+
+def has_compiled_ops() -> bool:
+    """Whether this Detectron2 was built with its compiled ops (``detectron2._C``).
+
+    Without them, deformable convolution, rotated boxes and the fast COCOeval
+    (``COCOEvaluator(use_fast_impl=True)``) cannot run.
+    """
+    if importlib.util.find_spec("detectron2") is None:
+        return False
+    return importlib.util.find_spec("detectron2._C") is not None
 
 
 def applied_guards():
@@ -87,9 +98,7 @@ def _stub_attribute(name):
 
 
 def _guard_missing_compiled_ops():
-    if importlib.util.find_spec("detectron2") is None:
-        return
-    if importlib.util.find_spec("detectron2._C") is not None:
+    if importlib.util.find_spec("detectron2") is None or has_compiled_ops():
         return
     if all(m in sys.modules for m in _MODULES_NEEDING_C):
         return

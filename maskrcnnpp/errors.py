@@ -8,7 +8,7 @@ instead.
 import os
 import sys
 
-__all__ = ["ConfigError", "DEBUG_ENV", "EXIT_USER_ERROR", "UserError", "debug_enabled", "first_line", "run_command"]
+__all__ = ["ConfigError", "DEBUG_ENV", "EXIT_USER_ERROR", "MissingFileError", "UserError", "debug_enabled", "error_reason", "run_command"]
 
 DEBUG_ENV = "MASKRCNNPP_DEBUG"
 EXIT_USER_ERROR = 2
@@ -25,10 +25,11 @@ def debug_enabled():
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def first_line(error, limit=240):
-    """The first line of an exception's message (its type name if it has none), capped."""
-    lines = str(error).strip().splitlines()
-    text = lines[0].strip() if lines else type(error).__name__
+def error_reason(error: BaseException, limit: int = 240) -> str:
+    """The first line of ``error``'s message (its type name when that line is empty), cut to
+    at most ``limit`` characters with "..." (third-party messages can be pages long)."""
+    lines = str(error).splitlines()
+    text = lines[0] if lines and lines[0].strip() else type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -48,3 +49,7 @@ class ConfigError(UserError, ValueError):
 
     Also a ValueError, as yacs and Detectron2 raise for bad values.
     """
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file the user named (or a prepared dataset) does not exist; the message names it."""

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-import synthetic
+from maskrcnnpp.data import synthetic
 from maskrcnnpp.engine import NucleiCheckpointer, Trainer, load_weights_strictly, read_checkpoint
 from maskrcnnpp.errors import UserError
-from test_training import register, small_cfg
+from test_trainer import register, small_cfg
 
 
 def tiny_model(seed=0):

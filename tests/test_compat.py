@@ -1,5 +1,6 @@
 """The guards that let the pure-Python Detectron2 v0.6 run on current numpy/Pillow."""
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from PIL import Image
 
 from maskrcnnpp import compat
 
-HAS_COMPILED_OPS = importlib.util.find_spec("detectron2._C") is not None
+HAS_COMPILED_OPS = compat.has_compiled_ops()
 needs_pure_python = pytest.mark.skipif(HAS_COMPILED_OPS, reason="this Detectron2 has compiled ops")
 
 
@@ -64,19 +65,56 @@ def test_stand_in_is_not_left_importable():
     assert "not built" in collect_env_info()
 
 
-def test_numpy_aliases_only_restored_for_a_detectron2_that_uses_them():
-    applied = " ".join(compat.applied_guards())
-    if "numpy aliases" in applied:
-        assert np.int is int and np.float is float
+def test_has_compiled_ops_is_false_without_detectron2(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+
+    def no_detectron2(name, *args):
+        return None if name.split(".")[0] == "detectron2" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_detectron2)
+    assert compat.has_compiled_ops() is False
+
+
+def test_has_compiled_ops_tells_whether_detectron2_C_imports():
+    try:
+        importlib.import_module("detectron2._C")
+    except ImportError:
+        importable = False
     else:
-        assert not compat._detectron2_source_mentions("data/build.py", "np.int)") or hasattr(np, "int")
+        importable = True
+    assert compat.has_compiled_ops() == importable
+
+
+def _remove_numpy_aliases(monkeypatch):
+    for name, builtin in compat._NUMPY_ALIASES.items():
+        if np.__dict__.get(name) is builtin:  # put there by the guard, not numpy's own
+            monkeypatch.delattr(np, name)
+    monkeypatch.setattr(compat, "_APPLIED", [])
+
+
+def test_numpy_aliases_are_not_added_for_a_detectron2_that_does_not_use_them(monkeypatch):
+    _remove_numpy_aliases(monkeypatch)
+    monkeypatch.setattr(compat, "_detectron2_source_mentions", lambda path, text: False)
+    compat.install_guards()
+    assert "int" not in np.__dict__ and "float" not in np.__dict__
+    assert not any(g.startswith("numpy aliases") for g in compat.applied_guards())
+
+
+def test_numpy_aliases_are_restored_for_a_detectron2_that_uses_them(monkeypatch):
+    _remove_numpy_aliases(monkeypatch)
+    monkeypatch.setattr(compat, "_detectron2_source_mentions", lambda path, text: text == "np.int)")
+    compat.install_guards()
+    assert np.int is int and np.float is float
+    assert "numpy aliases np.int, np.float" in " ".join(compat.applied_guards())
 
 
 def test_guards_run_before_any_detectron2_import_in_a_fresh_process():
     code = (
-        "import maskrcnnpp, detectron2.modeling, detectron2.evaluation, detectron2.engine;"
-        "print(len(maskrcnnpp.compat.applied_guards()))"
+        "import json, maskrcnnpp, detectron2.modeling, detectron2.evaluation, detectron2.engine;"
+        "print(json.dumps(maskrcnnpp.compat.applied_guards()))"
     )
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
     assert result.returncode == 0, result.stderr[-2000:]
+    # A fresh process needs, and applies, the same guards as this one (importing maskrcnnpp first).
+    assert json.loads(result.stdout.splitlines()[-1]) == compat.applied_guards()

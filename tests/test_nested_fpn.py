@@ -8,7 +8,7 @@ from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from detectron2.utils.events import EventStorage
 from torch import nn
 
-import synthetic
+from maskrcnnpp.data import synthetic
 from maskrcnnpp.engine.setup import load_cfg
 from maskrcnnpp.modeling.nested_fpn import build_resnet_nested_fpn_backbone
 

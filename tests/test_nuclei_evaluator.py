@@ -15,8 +15,8 @@ from detectron2.structures import Boxes, Instances
 
 from maskrcnnpp import add_maskrcnnpp_config
 from maskrcnnpp.evaluation import NucleiEvaluator
-from maskrcnnpp.evaluation.nuclei_evaluator import decode_segmentation, ground_truth_as_instances
-from maskrcnnpp.utils.json_io import write_json_atomic
+from maskrcnnpp.data.segmentation import decode_segmentation, encode_mask
+from maskrcnnpp.evaluation.nuclei_evaluator import ground_truth_as_instances
 
 SQUARES_PER_DENSE_IMAGE = 150
 
@@ -27,12 +27,6 @@ def square(shape, y, x, size):
     return mask
 
 
-def rle_of(mask):
-    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode()
-    return rle
-
-
 def polygon_of(y, x, size):
     # Corners on pixel boundaries; rasterizes to the size x size square at (y, x).
     return [[x, y, x + size, y, x + size, y + size, x, y + size]]
@@ -41,10 +35,10 @@ def polygon_of(y, x, size):
 def synthetic_images():
     """(height, width, segmentations): a sparse image with RLE and polygon
     nuclei, a dense one with more than 100 nuclei, and an empty one."""
-    sparse = [rle_of(square((48, 64), 4, 4, 8)), rle_of(square((48, 64), 20, 30, 10))]
+    sparse = [encode_mask(square((48, 64), 4, 4, 8)), encode_mask(square((48, 64), 20, 30, 10))]
     sparse.append(polygon_of(30, 5, 12))
     dense = [
-        rle_of(square((256, 256), 16 * (i // 16) + 4, 16 * (i % 16) + 4, 6))
+        encode_mask(square((256, 256), 16 * (i // 16) + 4, 16 * (i % 16) + 4, 6))
         for i in range(SQUARES_PER_DENSE_IMAGE)
     ]
     return [(48, 64, sparse), (256, 256, dense), (32, 32, [])]
@@ -58,7 +52,7 @@ def write_coco_json(path, images):
         )
         for segmentation in segmentations:
             mask = decode_segmentation(segmentation, height, width)
-            x, y, w, h = mask_util.toBbox(mask_util.encode(np.asfortranarray(mask, np.uint8)))
+            x, y, w, h = mask_util.toBbox(encode_mask(mask))
             coco["annotations"].append(
                 {
                     "id": len(coco["annotations"]) + 1,
@@ -188,25 +182,3 @@ def test_sem_seg_outputs_give_foreground_metrics_only(dataset, tmp_path):
     assert set(nuclei) == {"fg_iou", "fg_dice", "fg_iou_pooled", "fg_dice_pooled", "num_images"}
     assert nuclei["fg_iou"] == pytest.approx(100.0)
     assert nuclei["fg_dice_pooled"] == pytest.approx(100.0)
-
-
-def test_decode_segmentation_formats():
-    mask = square((10, 12), 2, 3, 4)
-    compressed = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-    uncompressed = {"size": [10, 12], "counts": [32, 4, 6, 4, 6, 4, 6, 4, 54]}  # column-major runs
-    for segmentation in (
-        compressed,
-        dict(compressed, counts=compressed["counts"].decode()),
-        uncompressed,
-        polygon_of(2, 3, 4),
-    ):
-        assert np.array_equal(decode_segmentation(segmentation, 10, 12), mask)
-
-
-def test_result_files_are_strict_json_with_nan_as_null(tmp_path):
-    path = tmp_path / "results.json"
-    write_json_atomic(str(path), {"segm": {"AP": 21.7, "APl": float("nan")}, "runs": [float("inf"), 1]})
-    text = path.read_text()
-    assert "NaN" not in text and "Infinity" not in text
-    assert json.loads(text) == {"segm": {"AP": 21.7, "APl": None}, "runs": [None, 1]}
-    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left behind

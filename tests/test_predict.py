@@ -35,7 +35,7 @@ from maskrcnnpp.predict import (
     write_label_image,
 )
 from maskrcnnpp.predict.cli import main, split_trailing_opts
-from synthetic import make_image
+from maskrcnnpp.data.synthetic import make_image
 
 NESTED_CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
 FPN_CONFIG = "configs/nuclei/mask_rcnn_R_18_FPN_cpu.yaml"

@@ -2,6 +2,8 @@
 import io
 import json
 import os
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -11,8 +13,9 @@ from PIL import Image
 
 import maskrcnnpp  # noqa: F401  (guards before detectron2 imports)
 from maskrcnnpp.data import prepare_dsb2018
-from maskrcnnpp.data.dsb2018_split import PAPER_SIZES, _allocate, load_split
+from maskrcnnpp.data.dsb2018_split import load_split
 from maskrcnnpp.data.prepare_dsb2018 import main, prepare
+from maskrcnnpp.utils.temp_dirs import make_owned_temp_dir
 
 RNG = np.random.default_rng(0)
 
@@ -238,18 +241,6 @@ def test_non_kaggle_source_fails_clearly(tmp_path, split_file, capsys, kind):
     assert not (tmp_path / "root" / "dsb2018").exists()
 
 
-def test_allocation_hits_split_sizes_and_covers_every_kind():
-    # Stratum sizes of the real stage1_train (modality, HxW).
-    sizes = {"a": 334, "b": 108, "c": 92, "d": 91, "e": 16, "f": 13, "g": 6, "h": 5, "i": 4, "j": 1}
-    alloc = _allocate(sizes, PAPER_SIZES)
-    for split, n in PAPER_SIZES.items():
-        assert sum(a[split] for a in alloc.values()) == n
-    for stratum, m in sizes.items():
-        assert sum(alloc[stratum].values()) == m
-        if m >= 3:
-            assert min(alloc[stratum].values()) >= 1, stratum
-
-
 def test_committed_split_file():
     split = load_split()
     ids = [i for s in ("train", "val", "test") for i in split[s]]
@@ -257,3 +248,58 @@ def test_committed_split_file():
     assert len(set(ids)) == 670 and len(split["fixed_removed_ids"]) == 6
     assert set(split["fixed_removed_ids"]) <= set(ids)
     assert split["seed"] == 2018 and "stratified" in split["method"]
+
+
+
+def _temp_dir_owned_by(monkeypatch, parent, pid):
+    """A preparation's temporary folder as the process ``pid`` would have made it."""
+    os.makedirs(parent, exist_ok=True)
+    with monkeypatch.context() as m:
+        m.setattr(os, "getpid", lambda: pid)
+        path = make_owned_temp_dir(str(parent), ".dsb2018.tmp-")
+    os.makedirs(os.path.join(path, "build", "images"))
+    return os.path.basename(path)
+
+
+def test_a_temporary_folder_of_a_killed_run_is_removed(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its PID is no longer alive
+    stale = _temp_dir_owned_by(monkeypatch, root, finished.pid)
+    summary = prepare(_write_zip(tmp_path / "s.zip", _layout()), root / "dsb2018", SPLIT, progress=False)
+    assert os.listdir(root) == ["dsb2018"]
+    assert summary.removed_temps == [stale]
+    assert f"removed temporary folders of killed runs: 1\n    {stale}" in summary.format()
+
+
+def test_the_temporary_folder_of_a_running_preparation_is_kept(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    running = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        live = _temp_dir_owned_by(monkeypatch, root, running.pid)
+        summary = prepare(_write_zip(tmp_path / "s.zip", _layout()), root / "dsb2018", SPLIT, progress=False)
+        assert sorted(os.listdir(root)) == sorted([live, "dsb2018"])
+        assert os.path.isdir(root / live / "build" / "images")
+        assert summary.removed_temps == [] and live not in summary.format()
+    finally:
+        running.communicate(b"")
+
+
+def test_a_temporary_folder_without_an_owner_is_kept_and_named(tmp_path):
+    root = tmp_path / "root"
+    os.makedirs(root / ".dsb2018.tmp-k2j4x9qz" / "build")  # made before folders named their owner
+    summary = prepare(_write_zip(tmp_path / "s.zip", _layout()), root / "dsb2018", SPLIT, progress=False)
+    assert sorted(os.listdir(root)) == [".dsb2018.tmp-k2j4x9qz", "dsb2018"]
+    assert summary.unknown_temps == [".dsb2018.tmp-k2j4x9qz"]
+    assert "owner unknown (remove them if no preparation is running): 1\n    .dsb2018.tmp-k2j4x9qz" in summary.format()
+
+
+def test_the_list_of_ids_missing_from_the_source_is_capped(tmp_path):
+    missing = [f"gone{i:03d}" for i in range(665)]
+    split = dict(SPLIT, test=SPLIT["test"] + missing)
+    summary = prepare(_write_zip(tmp_path / "s.zip", _layout()), tmp_path / "dsb2018", split, progress=False)
+    lines = summary.format().splitlines()
+    start = lines.index("  WARNING: 666 ids of the split file are not in the source:")
+    shown = prepare_dsb2018.MAX_LISTED
+    assert lines[start + 1 : start + shown + 2] == [f"    gone{i:03d} (test)" for i in range(shown)] + ["    ... 646 more"]
+    assert len(lines) < 40  # the summary above the list stays in sight

@@ -1,18 +1,14 @@
 """Semantic UNet++: parameter counts, pruning, deep supervision, sliding windows, errors."""
 import os
 
-import numpy as np
 import pytest
 import torch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 from maskrcnnpp import add_maskrcnnpp_config
-from maskrcnnpp.data.semantic_mapper import SemanticNucleiMapper, foreground_mask
-from maskrcnnpp.engine.optimizer import build_optimizer
 from maskrcnnpp.modeling.segmentation_loss import bce_and_dice_losses
 from maskrcnnpp.modeling.sliding_window import sliding_window_predict
-from synthetic import make_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs", "nuclei")
@@ -266,43 +262,6 @@ def test_loss_is_low_for_a_perfect_prediction_and_skips_ignored_pixels():
     assert bce < 1e-6 and dice < 1e-6
 
 
-def test_mapper_gives_the_union_of_instances_and_random_patches(tmp_path):
-    records = make_dataset(str(tmp_path), num_images=1, size=(80, 120))
-    record = records[0]
-    union = foreground_mask(record["annotations"], 80, 120)
-    assert union.dtype == np.uint8 and set(np.unique(union)) == {0, 1}
-    assert union.sum() > 0
-
-    cfg = make_cfg()
-    whole = SemanticNucleiMapper(cfg, False)(record)
-    assert whole["image"].shape == (3, 80, 120) and "sem_seg" not in whole
-
-    exact = SemanticNucleiMapper(
-        True, image_format="BGR", patch_size=240, horizontal_flip=False, vertical_flip=False
-    )(record)
-    # A patch larger than the image: the whole image, padded with the ignore value.
-    assert exact["image"].shape == (3, 240, 240)
-    np.testing.assert_array_equal(exact["sem_seg"][:80, :120].numpy(), union)
-    assert (exact["sem_seg"][80:] == 255).all() and (exact["sem_seg"][:, 120:] == 255).all()
-
-    cfg.MODEL.UNETPP.PATCH_SIZE = 32
-    patch = SemanticNucleiMapper(cfg, True)(record)
-    assert patch["image"].shape == (3, 32, 32) and patch["sem_seg"].shape == (32, 32)
-    assert set(patch["sem_seg"].unique().tolist()) <= {0, 1}
-
-
-def test_optimizer_setting():
-    model = build_model(make_cfg())
-    cfg = make_cfg()
-    cfg.SOLVER.OPTIMIZER = "ADAM"
-    assert isinstance(build_optimizer(cfg, model), torch.optim.Adam)
-    cfg.SOLVER.OPTIMIZER = "SGD"
-    assert isinstance(build_optimizer(cfg, model), torch.optim.SGD)
-    cfg.SOLVER.OPTIMIZER = "LION"
-    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER='LION'"):
-        build_optimizer(cfg, model)
-
-
 def test_cpu_comparison_configs_differ_only_in_the_model():
     from maskrcnnpp.engine.setup import load_cfg
 
@@ -316,40 +275,6 @@ def test_cpu_comparison_configs_differ_only_in_the_model():
     dumps = {n: c.dump() for n, c in cfgs.items()}
     assert dumps["unet"] == dumps["wide_unet"] == dumps["unetpp_ds"]
     assert cfgs["unet"].MODEL.META_ARCHITECTURE == "SemanticUNetPlusPlus"
-
-
-def test_trainer_trains_and_evaluates_a_semantic_config(tmp_path):
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
-    from maskrcnnpp.engine import Trainer
-    from maskrcnnpp.engine.setup import load_cfg
-
-    records = make_dataset(str(tmp_path / "img"), num_images=4, size=(64, 80))
-    name = "synthetic_semantic_nuclei"
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-    DatasetCatalog.register(name, lambda: records)
-    MetadataCatalog.get(name).set(thing_classes=["nucleus"], evaluator_type="nuclei")
-    cfg = load_cfg(
-        os.path.join(CONFIGS, "unetpp_ds_cpu.yaml"),
-        [
-            "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)",
-            "MODEL.UNETPP.FILTERS", str(SMALL_FILTERS), "MODEL.UNETPP.PATCH_SIZE", "48",
-            "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "30", "SOLVER.BASE_LR", "0.003",
-            "SOLVER.WARMUP_ITERS", "0", "SOLVER.STEPS", "()", "DATALOADER.NUM_WORKERS", "0",
-            "SEED", "1", "OUTPUT_DIR", str(tmp_path / "run"),
-        ],
-    )
-    trainer = Trainer(cfg)
-    assert isinstance(trainer.optimizer, torch.optim.Adam)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    losses = [v for v, _ in trainer.storage.history("total_loss").values()]
-    assert sum(losses[-5:]) < 0.8 * sum(losses[:5]), losses
-    results = Trainer.test(cfg, trainer.model)["nuclei"]
-    assert results["num_images"] == 4
-    assert 0 <= results["fg_iou"] <= 100
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from ..errors import MissingFileError
+
 __all__ = ["register_dsb2018", "register_dsb2018_sample", "sample_dir", "DATASET_SPLITS"]
 
 DATASET_SPLITS = ("train", "val", "test")
@@ -32,8 +34,8 @@ def _load(dataset_name, json_files, image_root, prepare_command):
     """Detectron2 dicts of one or more COCO files, with each image's ``image_key`` and ``modality``."""
     for path in list(json_files) + [image_root]:
         if not os.path.exists(path):
-            hint = f" Prepare it with:\n    {prepare_command}" if prepare_command else ""
-            raise FileNotFoundError(f"Dataset '{dataset_name}' is not available: {path} does not exist.{hint}")
+            hint = f" Prepare it with: {prepare_command}" if prepare_command else ""
+            raise MissingFileError(f"Dataset '{dataset_name}' is not available: {path} does not exist.{hint}")
     records = []
     for json_file in json_files:
         dicts = load_coco_json(json_file, image_root, dataset_name)

@@ -6,6 +6,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image
 
+from .segmentation import encode_mask
+
 __all__ = ["BadImage", "ConvertedImage", "convert_image", "decode_png", "to_saved_image", "mask_annotation"]
 
 
@@ -74,9 +76,8 @@ def convert_image(image_bytes, masks):
 
 def mask_annotation(mask, annotation_id, image_id):
     """COCO annotation of one bool mask: compressed RLE with ``counts`` as str (JSON-ready)."""
-    rle = mask_util.encode(np.asfortranarray(mask, dtype=np.uint8))
+    rle = encode_mask(mask)
     bbox = mask_util.toBbox(rle)
-    rle["counts"] = rle["counts"].decode("ascii")
     return {
         "id": annotation_id,
         "image_id": image_id,

@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from PIL import Image
 from tqdm import tqdm
 
+from ..utils.json_io import atomic_write
+from ..utils.temp_dirs import make_owned_temp_dir, remove_stale_temp_dirs
 from .dsb2018_convert import BadImage, convert_image, mask_annotation
 from .dsb2018_split import load_split, split_names
 from .kaggle_source import KaggleSource, LayoutError
 
 __all__ = ["PrepareSummary", "prepare", "looks_fixed", "dataset_dir", "main"]
 
-MAX_LISTED = 20  # per reason, in the printed summary
+MAX_LISTED = 20  # per list (per reason in lists of reasons), in the printed summary
 
 
 @dataclass
@@ -38,6 +40,8 @@ class PrepareSummary:
     skipped_masks: list = field(default_factory=list)  # [(image id, mask file, reason)]
     missing_ids: list = field(default_factory=list)  # [(image id, split)]: in the split file, not in the source
     removed_in_fixed: list = field(default_factory=list)  # ids the label-fixed set removed on purpose
+    removed_temps: list = field(default_factory=list)  # temporary folders of killed runs, removed
+    unknown_temps: list = field(default_factory=list)  # temporary folders whose owner cannot be checked
 
     def format(self):
         kind = "label-fixed" if self.fixed else "original"
@@ -54,8 +58,20 @@ class PrepareSummary:
             lines.append(f"  removed by the label fixes (expected): {len(self.removed_in_fixed)}")
         if self.missing_ids:
             lines.append(f"  WARNING: {len(self.missing_ids)} ids of the split file are not in the source:")
-            lines += [f"    {image_id} ({name})" for image_id, name in self.missing_ids]
+            lines += _capped([f"    {image_id} ({name})" for image_id, name in self.missing_ids])
+        if self.removed_temps:
+            lines.append(f"  removed temporary folders of killed runs: {len(self.removed_temps)}")
+            lines += _capped([f"    {name}" for name in self.removed_temps])
+        if self.unknown_temps:
+            lines.append(
+                f"  left alone, owner unknown (remove them if no preparation is running): {len(self.unknown_temps)}"
+            )
+            lines += _capped([f"    {name}" for name in self.unknown_temps])
         return "\n".join(lines)
+
+
+def _capped(lines, shown=MAX_LISTED):
+    return lines if len(lines) <= shown else lines[:shown] + [f"    ... {len(lines) - shown} more"]
 
 
 def _listing(items, shown=MAX_LISTED):
@@ -65,7 +81,7 @@ def _listing(items, shown=MAX_LISTED):
         count[reason] = count.get(reason, 0) + 1
         if count[reason] <= shown:
             lines.append(f"    {what}: {reason}")
-    lines += [f"    ... and {n - shown} more: {reason}" for reason, n in count.items() if n > shown]
+    lines += [f"    ... {n - shown} more: {reason}" for reason, n in count.items() if n > shown]
     return lines
 
 
@@ -154,7 +170,7 @@ def _write_annotations(coco, output_dir, summary):
             "annotations": record["annotations"],
             "categories": [{"id": 1, "name": "nucleus", "supercategory": "nucleus"}],
         }
-        with open(os.path.join(output_dir, "annotations", f"instances_{name}.json"), "w", encoding="utf-8") as f:
+        with atomic_write(os.path.join(output_dir, "annotations", f"instances_{name}.json"), encoding="utf-8") as f:
             json.dump(content, f)
         summary.images[name] = len(record["images"])
         summary.instances[name] = len(record["annotations"])
@@ -192,7 +208,9 @@ def prepare(source, output_dir, split=None, fixed=False, progress=True):
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
     summary = PrepareSummary(output_dir=output_dir, fixed=fixed)
-    tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
+    tmp_prefix = f".{os.path.basename(output_dir)}.tmp-"
+    summary.removed_temps, summary.unknown_temps = remove_stale_temp_dirs(parent, tmp_prefix)
+    tmp_dir = make_owned_temp_dir(parent, tmp_prefix)
     try:
         build_dir = os.path.join(tmp_dir, "build")
         coco = _convert_all(source, split, build_dir, summary, progress)

@@ -1,5 +1,17 @@
-"""COCO annotation segmentations (RLE or polygons) as pycocotools RLE."""
+"""Instance masks: COCO segmentations (RLE or polygons) to and from boolean masks."""
+from collections.abc import Sequence
+
+import numpy as np
 import pycocotools.mask as mask_util
+
+__all__ = ["LazyMasks", "decode_segmentation", "encode_mask", "segmentation_to_rle"]
+
+
+def encode_mask(mask) -> dict:
+    """COCO compressed RLE of an H x W mask (nonzero = inside), with ``counts`` as str (JSON-ready)."""
+    rle = mask_util.encode(np.asfortranarray(mask, dtype=np.uint8))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
 
 
 def segmentation_to_rle(segmentation, height: int, width: int) -> dict:
@@ -11,3 +23,38 @@ def segmentation_to_rle(segmentation, height: int, width: int) -> dict:
         # compressed RLE; JSON stores counts as str, pycocotools wants bytes
         return dict(segmentation, counts=counts.encode() if isinstance(counts, str) else counts)
     return mask_util.merge(mask_util.frPyObjects(segmentation, height, width))
+
+
+def decode_segmentation(segmentation, height=None, width=None) -> np.ndarray:
+    """Boolean H x W mask of one COCO segmentation: RLE (counts str, bytes or list) or polygons.
+
+    ``height`` and ``width`` default to an RLE's own ``size``; polygons need them.
+    """
+    if height is None or width is None:
+        if not isinstance(segmentation, dict):
+            raise ValueError("decoding polygons needs the image height and width")
+        height, width = segmentation["size"]
+    mask = mask_util.decode(segmentation_to_rle(segmentation, height, width)).astype(bool)
+    if mask.shape != (height, width):
+        raise ValueError(f"Segmentation of size {mask.shape} in an image of {(height, width)}")
+    return mask
+
+
+class LazyMasks(Sequence):
+    """``to_mask(item)`` for each of ``items``, made only when read.
+
+    Consumers that read one mask at a time (``resolve_overlaps``,
+    ``masks_to_label_image``) then never hold N full-size masks at once.
+    """
+
+    def __init__(self, items, to_mask):
+        self._items = items
+        self._to_mask = to_mask
+
+    def __len__(self):
+        return len(self._items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return LazyMasks(self._items[i], self._to_mask)
+        return self._to_mask(self._items[i])

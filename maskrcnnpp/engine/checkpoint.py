@@ -17,7 +17,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.utils.file_io import PathManager
 
-from ..errors import UserError, first_line
+from ..errors import MissingFileError, UserError, error_reason
 from ..utils.json_io import atomic_write
 
 __all__ = [
@@ -65,7 +65,7 @@ def read_checkpoint(path):
         else:
             data = torch.load(local, map_location="cpu", weights_only=True)
     except Exception as e:  # zipfile/pickle/torch raise many types for a corrupt file
-        raise UserError(f"{path}: corrupt checkpoint ({type(e).__name__}: {first_line(e)})") from None
+        raise UserError(f"{path}: corrupt checkpoint ({type(e).__name__}: {error_reason(e)})") from None
     return _as_detectron2_checkpoint(data, path, is_pkl=local.endswith(".pkl"))
 
 
@@ -76,9 +76,9 @@ def _local_path(path):
         try:
             return PathManager.get_local_path(path)
         except Exception as e:  # no handler, no network, ...
-            raise UserError(f"{path}: cannot fetch weights ({first_line(e)})") from None
+            raise UserError(f"{path}: cannot fetch weights ({error_reason(e)})") from None
     if not os.path.isfile(path):
-        raise UserError(f"{path}: weights file not found")
+        raise MissingFileError(f"{path}: weights file not found")
     return path
 
 

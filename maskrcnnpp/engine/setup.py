@@ -8,7 +8,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_setup
 
 from ..config import add_maskrcnnpp_config
-from ..errors import ConfigError, UserError, first_line
+from ..errors import ConfigError, MissingFileError, UserError, error_reason
 from ..modeling.nested_fpn import validate_nested_fpn_config
 from .checkpoint import read_checkpoint
 
@@ -23,13 +23,13 @@ def load_cfg(config_file: str, opts=()):
     Raises UserError (ConfigError for a bad key or value) naming the file or key.
     """
     if not os.path.isfile(config_file):
-        raise UserError(f"{config_file}: config file not found")
+        raise MissingFileError(f"{config_file}: config file not found")
     cfg = get_cfg()
     add_maskrcnnpp_config(cfg)
     try:
         cfg.merge_from_file(config_file)
     except (OSError, yaml.YAMLError) as e:  # a missing _BASE_ file, broken YAML
-        raise UserError(f"{config_file}: cannot read config ({first_line(e)})") from None
+        raise UserError(f"{config_file}: cannot read config ({error_reason(e)})") from None
     except (KeyError, ValueError, AssertionError) as e:  # yacs: unknown key, wrong type
         raise ConfigError(f"{config_file}: {_yacs_reason(e)}") from None
     opts = list(opts)
@@ -43,8 +43,8 @@ def load_cfg(config_file: str, opts=()):
 
 
 def _yacs_reason(error):
-    text = error.args[0] if error.args and isinstance(error.args[0], str) else first_line(error)
-    return first_line(text)
+    text = error.args[0] if error.args and isinstance(error.args[0], str) else error_reason(error)
+    return error_reason(text)
 
 
 def check_datasets(cfg, keys=("TRAIN", "TEST")):

@@ -1,5 +1,4 @@
 """DefaultTrainer with the nuclei data pipeline, evaluator and optimizer choice."""
-import importlib.util
 import logging
 import os
 
@@ -12,16 +11,13 @@ from detectron2.data import (
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 
+from ..compat import has_compiled_ops
 from ..data.augmentation import build_nuclei_augmentation
 from ..data.semantic_mapper import SemanticNucleiMapper
 from .checkpoint import NucleiCheckpointer, read_checkpoint, weights_mismatch
 from .optimizer import build_optimizer
 
 logger = logging.getLogger(__name__)
-
-
-def has_compiled_ops() -> bool:
-    return importlib.util.find_spec("detectron2._C") is not None
 
 
 def is_semantic(cfg) -> bool:

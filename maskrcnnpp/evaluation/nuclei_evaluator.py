@@ -4,17 +4,15 @@ Units: foreground IoU and Dice are in percent (as in the paper's table); the
 DSB mAP and its per-threshold APs are fractions in [0, 1] (as on Kaggle's
 leaderboard); COCO AP is in percent (Detectron2's convention).
 """
-import importlib.util
 import itertools
 import logging
 import os
 from collections import OrderedDict
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 
-from ..compat import install_guards
+from ..compat import has_compiled_ops, install_guards
 
 install_guards()  # before detectron2.evaluation, see compat.py
 
@@ -24,7 +22,7 @@ from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import create_small_table  # noqa: E402
 
-from ..data.segmentation import segmentation_to_rle  # noqa: E402
+from ..data.segmentation import LazyMasks, decode_segmentation  # noqa: E402
 from ..utils.json_io import write_json_atomic  # noqa: E402
 from .nuclei_metrics import (  # noqa: E402
     DSB_IOU_THRESHOLDS,
@@ -41,14 +39,6 @@ __all__ = ["NucleiEvaluator", "decode_segmentation", "ground_truth_as_instances"
 # by image size or imaging modality.
 _RECORD_FIELDS = ("file_name", "height", "width", "modality")
 SEM_SEG_THRESHOLD = 0.5
-
-
-def decode_segmentation(segmentation, height, width):
-    """Boolean H x W mask of one COCO annotation: RLE (counts str, bytes or list) or polygons."""
-    mask = mask_util.decode(segmentation_to_rle(segmentation, height, width)).astype(bool)
-    if mask.shape != (height, width):
-        raise ValueError(f"Segmentation of size {mask.shape} in an image of {(height, width)}")
-    return mask
 
 
 def ground_truth_as_instances(record):
@@ -72,41 +62,8 @@ def ground_truth_as_instances(record):
     return instances
 
 
-class _LazyMasks:
-    """Decodes one annotation at a time, so a dense image never holds N full masks."""
-
-    def __init__(self, annotations, height, width):
-        self._annotations = annotations
-        self._size = (height, width)
-
-    def __len__(self):
-        return len(self._annotations)
-
-    def __getitem__(self, i):
-        return decode_segmentation(self._annotations[i]["segmentation"], *self._size)
-
-
-class _Take:
-    """The masks ``masks[i] for i in indices`` without copying them."""
-
-    def __init__(self, masks, indices):
-        self._masks = masks
-        self._indices = indices
-
-    def __len__(self):
-        return len(self._indices)
-
-    def __getitem__(self, i):
-        return self._masks[self._indices[i]]
-
-
 def _count_labels(labels):
     return int(np.count_nonzero(np.bincount(labels.ravel())[1:]))
-
-
-def _use_fast_coco_eval():
-    # Detectron2's fast COCOeval needs its compiled ops.
-    return importlib.util.find_spec("detectron2._C") is not None
 
 
 class NucleiEvaluator(DatasetEvaluator):
@@ -153,7 +110,7 @@ class NucleiEvaluator(DatasetEvaluator):
                 distributed=distributed,
                 output_dir=output_dir,
                 max_dets_per_image=max(100, max_dets_per_image or 100),
-                use_fast_impl=_use_fast_coco_eval(),
+                use_fast_impl=has_compiled_ops(),  # the fast COCOeval needs them
             )
         self.reset()
 
@@ -191,7 +148,9 @@ class NucleiEvaluator(DatasetEvaluator):
         record = self._gt_records[image_id]
         height, width = record["height"], record["width"]
         annotations = record.get("annotations", [])
-        labels = masks_to_label_image(_LazyMasks(annotations, height, width), (height, width))
+        # One annotation decoded at a time: a dense image never holds N full masks.
+        masks = LazyMasks(annotations, lambda a: decode_segmentation(a["segmentation"], height, width))
+        labels = masks_to_label_image(masks, (height, width))
         base = {"image_id": image_id}
         base.update({k: record[k] for k in _RECORD_FIELDS if k in record})
         return labels, base
@@ -206,7 +165,8 @@ class NucleiEvaluator(DatasetEvaluator):
         scores = instances.scores.numpy()
         kept = np.flatnonzero(scores >= self._score_threshold)
         self._check_shape(masks.shape[1:] if len(masks) else gt_labels.shape, gt_labels, image_id)
-        pred_labels = resolve_overlaps(_Take(masks, kept), scores[kept], gt_labels.shape)
+        kept_masks = LazyMasks(kept, masks.__getitem__)  # masks[kept] would copy them
+        pred_labels = resolve_overlaps(kept_masks, scores[kept], gt_labels.shape)
         record.update(self._foreground_metrics(pred_labels > 0, gt_labels > 0))
         dsb_map, dsb_ap = dsb_average_precision(gt_labels, pred_labels)
         record.update(

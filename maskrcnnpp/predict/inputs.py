@@ -20,7 +20,7 @@ import tempfile
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import UserError, first_line
+from ..errors import UserError, error_reason
 
 __all__ = [
     "HIGH_DEPTH_PERCENTILES",
@@ -108,7 +108,7 @@ def read_image_rgb8(path):
     except UserError:
         raise
     except Exception as e:  # Pillow raises OSError, ValueError, even SyntaxError on broken files
-        raise UserError(f"{path}: cannot read image ({first_line(e)})") from None
+        raise UserError(f"{path}: cannot read image ({error_reason(e)})") from None
 
 
 def to_rgb8(image):

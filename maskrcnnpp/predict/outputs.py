@@ -23,7 +23,6 @@
   as Detectron2's COCOEvaluator would record it.
 """
 import json
-from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -31,6 +30,7 @@ from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 
+from ..data.segmentation import LazyMasks, encode_mask
 from ..evaluation.nuclei_metrics import resolve_overlaps
 from ..errors import UserError
 
@@ -51,26 +51,13 @@ __all__ = [
 MAX_LABEL = np.iinfo(np.uint16).max
 
 
-class _FullSizeMasks(Sequence):
-    """The detections' masks at full size, each made only when read (resolve_overlaps reads
-    them one at a time), so no N x H x W array ever exists."""
-
-    def __init__(self, detections, shape):
-        self._detections = detections
-        self._shape = shape
-
-    def __len__(self):
-        return len(self._detections)
-
-    def __getitem__(self, i):
-        return self._detections[i].mask.full(self._shape)
-
-
 def build_label_image(detections, shape):
     """(H x W uint16 label image, indices of the detections it keeps, in label order)."""
     shape = tuple(shape)
     scores = [d.score for d in detections]
-    raw = resolve_overlaps(_FullSizeMasks(detections, shape), scores, shape=shape)  # mask i -> i + 1
+    # Full-size masks made one at a time as resolve_overlaps reads them: never N x H x W at once.
+    full_masks = LazyMasks(detections, lambda d: d.mask.full(shape))
+    raw = resolve_overlaps(full_masks, scores, shape=shape)  # mask i -> i + 1
     owned = np.bincount(raw.ravel(), minlength=len(detections) + 1)[1:]
     kept = np.flatnonzero(owned)
     if len(kept) > MAX_LABEL:
@@ -183,7 +170,7 @@ def coco_records(detections, image_id, file_name, shape):
                 "category_id": det.category_id,
                 "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
                 "score": round(det.score, 5),
-                "segmentation": det.mask.to_rle(shape),
+                "segmentation": encode_mask(det.mask.full(shape)),
                 "label": label,
             }
         )

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import List, Tuple
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import convert_PIL_to_numpy
@@ -60,14 +59,6 @@ class CroppedMask:
         mask = np.zeros(shape, dtype=bool)
         mask[self.y0 : self.y1, self.x0 : self.x1] = self.bits
         return mask
-
-    def to_rle(self, shape):
-        """COCO compressed RLE of the full-size mask, with ``counts`` as str (JSON-ready)."""
-        full = np.zeros(shape, dtype=np.uint8, order="F")
-        full[self.y0 : self.y1, self.x0 : self.x1] = self.bits
-        rle = mask_util.encode(full)
-        rle["counts"] = rle["counts"].decode("ascii")
-        return rle
 
 
 @dataclass

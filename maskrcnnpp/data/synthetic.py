@@ -1,9 +1,13 @@
-"""Small synthetic nuclei images (bright ellipses on a noisy background) for tests."""
+"""Small synthetic nuclei images (bright ellipses on a noisy background), for tests and benchmarks."""
 import os
 
 import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image
+
+from .segmentation import encode_mask
+
+__all__ = ["ellipse_mask", "make_image", "to_record", "make_dataset"]
 
 
 def ellipse_mask(height, width, cy, cx, ry, rx):
@@ -34,8 +38,7 @@ def make_image(rng, height, width, max_nuclei=8):
 def to_record(path, image_id, image, masks):
     annotations = []
     for m in masks:
-        rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
-        rle["counts"] = rle["counts"].decode("ascii")
+        rle = encode_mask(m)
         x, y, w, h = mask_util.toBbox(rle).tolist()
         annotations.append(
             {"bbox": [x, y, w, h], "bbox_mode": 1, "category_id": 0, "segmentation": rle,

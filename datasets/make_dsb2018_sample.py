@@ -1,6 +1,8 @@
-"""Build the small DSB2018 sample shipped in ``maskrcnnpp/data/builtin/sample``.
+#!/usr/bin/env python
+"""Build the small DSB2018 sample shipped in ``maskrcnnpp/data/builtin/sample`` (run once;
+its output is committed).
 
-    python -m maskrcnnpp.data.make_sample --zip stage1_train.zip
+    python datasets/make_dsb2018_sample.py --source stage1_train.zip
 
 Picks, with a fixed seed, images of the committed TRAIN split by kind
 (modality, HxW), prepares them with the same code as the full dataset, and
@@ -11,12 +13,14 @@ import os
 import random
 import sys
 
-from .dsb2018_convert import decode_png, to_saved_image
-from .dsb2018_split import load_split
-from .kaggle_source import KaggleSource
-from .prepare_dsb2018 import prepare
+# A one-off developer script: it uses the installed package (install.sh installs it editable).
+from maskrcnnpp.data.dsb2018_convert import decode_png, to_saved_image
+from maskrcnnpp.data.dsb2018_split import load_split
+from maskrcnnpp.data.kaggle_source import KaggleSource
+from maskrcnnpp.data.prepare_dsb2018 import prepare
+from maskrcnnpp.utils.json_io import atomic_write
 
-__all__ = ["SAMPLE_KINDS", "pick_sample_ids", "make_sample", "main"]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (modality, height, width, how many) for each sample split.
 SAMPLE_KINDS = {
@@ -82,7 +86,7 @@ experiments: the 2018 Data Science Bowl", Nature Methods 16, 1247–1253 (2019).
 
 Regenerate (same ids, same files) with:
 
-    python -m maskrcnnpp.data.make_sample --zip /path/to/stage1_train.zip
+    python datasets/make_dsb2018_sample.py --source /path/to/stage1_train.zip
 
 | sample split | Kaggle image id | modality | HxW | PNG KiB |
 | --- | --- | --- | --- | --- |
@@ -90,27 +94,27 @@ Regenerate (same ids, same files) with:
 """
 
 
-def make_sample(zip_path, output_dir, seed=SEED, progress=True):
+def make_sample(source_path, output_dir, seed=SEED, progress=True):
     train_ids = load_split()["train"]
-    with KaggleSource(zip_path) as source:
+    with KaggleSource(source_path) as source:
         sample_split = pick_sample_ids(source, train_ids, seed)
         kinds = {i: _kind(source, i) for ids in sample_split.values() for i in ids}
         summary = prepare(source, output_dir, sample_split, progress=progress)
     # Every other image of the source is "not in the split file" here, by design.
     summary.skipped_images = [(i, r) for i, r in summary.skipped_images if r != "not in the split file"]
     sizes = {i: os.path.getsize(os.path.join(output_dir, "images", i + ".png")) / 1024 for i in kinds}
-    with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as f:
+    with atomic_write(os.path.join(output_dir, "README.md"), encoding="utf-8") as f:
         f.write(_readme(sample_split, kinds, sizes))
     return summary
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--zip", required=True, help="the original stage1_train.zip (or its folder)")
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "builtin", "sample"))
+    parser.add_argument("--source", required=True, help="the original stage1_train.zip, or its unzipped folder")
+    parser.add_argument("--output", default=os.path.join(REPO, "maskrcnnpp", "data", "builtin", "sample"))
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
-    print(make_sample(args.zip, args.output, args.seed).format())
+    print(make_sample(args.source, args.output, args.seed).format())
     return 0
 
 
