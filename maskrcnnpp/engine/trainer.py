@@ -12,7 +12,9 @@ from detectron2.data import (
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 
+from ..config import check_scale_config
 from ..data.augmentation import build_nuclei_augmentation
+from ..data.diameter_mapper import DiameterDatasetMapper
 from ..data.semantic_mapper import SemanticNucleiMapper
 from .checkpoint import NucleiCheckpointer, read_checkpoint, weights_mismatch
 from .optimizer import build_optimizer
@@ -56,8 +58,11 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
+        check_scale_config(cfg)
         if is_semantic(cfg):
             mapper = SemanticNucleiMapper(cfg, True)
+        elif cfg.INPUT.SCALE_POLICY == "diameter":
+            mapper = DiameterDatasetMapper(cfg, True)
         else:
             mapper = DatasetMapper(cfg, True, augmentations=build_nuclei_augmentation(cfg, True))
         return build_detection_train_loader(cfg, mapper=mapper)
