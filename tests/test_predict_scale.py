@@ -1,0 +1,161 @@
+"""The predictor at the working scale (issue 13): given or estimated diameter, tiles, bad input.
+
+A stub model stands in for Mask R-CNN: it finds the bright disks of its input whose
+diameter lies in a detector-like range and returns them as Detectron2's ROI heads
+would (boxes + 28 x 28 mask probabilities), recording the diameters it saw.
+"""
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.structures import Boxes, Instances
+
+from maskrcnnpp import add_maskrcnnpp_config
+from maskrcnnpp.data.diameter import median_diameter
+from maskrcnnpp.errors import ConfigError, UserError
+from maskrcnnpp.predict.predictor import NucleiPredictor, check_diameter
+from synthetic import ellipse_mask
+
+
+class StubDiskModel(torch.nn.Module):
+    def __init__(self, smallest=5.0, largest=70.0):
+        super().__init__()
+        self.smallest, self.largest = smallest, largest
+        self.seen = []  # equivalent diameters of what it detected, in its input's pixels
+
+    def inference(self, inputs, do_postprocess=False):
+        assert not do_postprocess
+        results = []
+        for item in inputs:
+            image = item["image"][0].numpy()
+            height, width = image.shape
+            count, labels, stats, _ = cv2.connectedComponentsWithStats((image > 100).astype(np.uint8), connectivity=8)
+            boxes, masks = [], []
+            for k in range(1, count):
+                x, y, w, h, area = (int(v) for v in stats[k])
+                diameter = math.sqrt(4 * area / math.pi)
+                if not self.smallest <= diameter <= self.largest:
+                    continue
+                crop = (labels[y : y + h, x : x + w] == k).astype(np.float32)
+                masks.append(cv2.resize(crop, (28, 28), interpolation=cv2.INTER_LINEAR))
+                boxes.append([x, y, x + w, y + h])
+                self.seen.append(diameter)
+            instances = Instances((height, width))
+            instances.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+            instances.scores = torch.linspace(0.99, 0.9, len(boxes)) if boxes else torch.zeros(0)
+            instances.pred_classes = torch.zeros(len(boxes), dtype=torch.int64)
+            instances.pred_masks = torch.tensor(np.array(masks, dtype=np.float32)).reshape(-1, 1, 28, 28)
+            results.append(instances)
+        return results
+
+
+def scale_cfg(**keys):
+    cfg = get_cfg()
+    add_maskrcnnpp_config(cfg)
+    cfg.MODEL.MASK_ON = True
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.INPUT.FORMAT = "RGB"
+    cfg.INPUT.SCALE_POLICY = "diameter"
+    cfg.INPUT.NUCLEUS_DIAMETER = 17.0
+    cfg.TEST.DEFAULT_DIAMETER = 17.0
+    for key, value in keys.items():
+        section, name = key.split("__")
+        cfg[section][name] = value
+    return cfg
+
+
+def disks_image(size, diameter, count, seed=0):
+    rng = np.random.default_rng(seed)
+    height, width = size
+    r = diameter / 2.0
+    taken = np.zeros(size, bool)
+    masks = []
+    for _ in range(50 * count):
+        if len(masks) == count:
+            break
+        cy, cx = rng.uniform(r + 2, height - r - 2), rng.uniform(r + 2, width - r - 2)
+        m = ellipse_mask(height, width, cy, cx, r, r)
+        grown = cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        if not (grown & taken).any():
+            taken |= m
+            masks.append(m)
+    image = np.repeat(np.where(taken, 200, 20).astype(np.uint8)[:, :, None], 3, axis=2)
+    return image, masks
+
+
+def predictor(model=None, **keys):
+    return NucleiPredictor(scale_cfg(**keys), model=model or StubDiskModel())
+
+
+@pytest.mark.parametrize("diameter", [8.0, 12.6, 30.0, 45.0])
+def test_estimator_recovers_a_known_diameter_within_10_percent(diameter):
+    image, masks = disks_image((360, 400), diameter, 25, seed=int(diameter))
+    known = median_diameter(m.sum() for m in masks)
+    p = predictor()
+    detections = p(image)
+    assert p.last_diameter_source == "estimated"
+    assert p.last_diameter == pytest.approx(known, rel=0.10)
+    assert len(detections) == len(masks)
+    # the second pass saw the nuclei at the working diameter
+    last_pass = p.model.seen[-len(masks) :]
+    assert median_diameter(np.pi * np.square(last_pass) / 4) == pytest.approx(17.0, rel=0.12)
+
+
+def test_given_diameter_brings_nuclei_to_the_working_scale():
+    image, masks = disks_image((300, 300), 34.0, 12)
+    p = predictor()
+    detections = p(image, diameter=34.0)
+    assert p.last_diameter_source == "given" and p.last_diameter == 34.0
+    assert len(detections) == len(masks)
+    assert median_diameter(np.pi * np.square(p.model.seen) / 4) == pytest.approx(17.0, rel=0.1)
+
+
+def test_no_nuclei_falls_back_to_the_default_with_a_warning_naming_the_file():
+    warnings = []
+    p = predictor()
+    detections = p(np.full((200, 200, 3), 20, np.uint8), name="empty_field.png", warn=warnings.append)
+    assert detections == []
+    assert p.last_diameter_source == "default" and p.last_diameter == 17.0
+    assert len(warnings) == 1 and "empty_field.png" in warnings[0] and "TEST.DEFAULT_DIAMETER" in warnings[0]
+
+
+def test_large_image_in_tiles_has_every_nucleus_once():
+    image, masks = disks_image((700, 820), 20.0, 160, seed=7)
+    p = predictor(TEST__TILE_SIZE=192, TEST__TILE_OVERLAP=48)
+    detections = p(image, diameter=20.0)
+    assert len(detections) == len(masks)
+    truth = np.zeros(image.shape[:2], np.int32)
+    for k, m in enumerate(masks, start=1):
+        truth[m] = k
+    matched = []
+    for d in detections:
+        full = d.mask.full(image.shape[:2])
+        ids, counts = np.unique(truth[full], return_counts=True)
+        k = int(ids[np.argmax(counts)])
+        iou = (full & (truth == k)).sum() / (full | (truth == k)).sum()
+        assert k > 0 and iou > 0.8
+        matched.append(k)
+    assert sorted(matched) == list(range(1, len(masks) + 1))
+
+
+def test_image_size_policy_is_unchanged_without_a_diameter():
+    p = NucleiPredictor(scale_cfg(INPUT__SCALE_POLICY="image_size"), model=StubDiskModel(largest=200.0))
+    image, masks = disks_image((128, 128), 16.0, 5)
+    detections = p(image)
+    assert p.last_diameter is None and len(detections) == len(masks)
+    # ResizeShortestEdge to 800 px: the model saw the nuclei 6.25 times larger
+    assert median_diameter(np.pi * np.square(p.model.seen) / 4) == pytest.approx(16.0 * 800 / 128, rel=0.1)
+
+
+@pytest.mark.parametrize("bad", [0.0, -5.0, float("nan"), float("inf"), 1000.0])
+def test_non_positive_or_absurd_diameter_is_refused_naming_the_option(bad):
+    with pytest.raises(UserError, match="--diameter"):
+        check_diameter(bad, (300, 400), "cells.png", option="--diameter")
+
+
+def test_predictor_refuses_a_tile_smaller_than_its_overlap():
+    with pytest.raises(ConfigError, match=r"TEST\.TILE_SIZE.*TEST\.TILE_OVERLAP"):
+        predictor(TEST__TILE_SIZE=64, TEST__TILE_OVERLAP=80)
