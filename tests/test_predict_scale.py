@@ -159,3 +159,88 @@ def test_non_positive_or_absurd_diameter_is_refused_naming_the_option(bad):
 def test_predictor_refuses_a_tile_smaller_than_its_overlap():
     with pytest.raises(ConfigError, match=r"TEST\.TILE_SIZE.*TEST\.TILE_OVERLAP"):
         predictor(TEST__TILE_SIZE=64, TEST__TILE_OVERLAP=80)
+
+
+# --- the command line: --diameter, label images of any number of nuclei -----------------
+
+
+def random_detections(rng, shape, count):
+    from maskrcnnpp.predict.predictor import CroppedMask, Detection
+
+    height, width = shape
+    detections = []
+    for _ in range(count):
+        r = rng.uniform(3, 9)
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        mask = CroppedMask.from_full(ellipse_mask(height, width, cy, cx, r, r * rng.uniform(0.6, 1.4)))
+        detections.append(Detection((0.0, 0.0, 1.0, 1.0), float(rng.choice([0.6, 0.7, 0.8, 0.9])), 1, mask))
+    return sorted(detections, key=lambda d: -d.score)
+
+
+def test_label_image_from_crops_equals_the_full_size_resolution():
+    from maskrcnnpp.predict.cli import label_image_from_crops
+    from maskrcnnpp.predict.outputs import build_label_image
+
+    rng = np.random.default_rng(0)
+    detections = random_detections(rng, (90, 110), 60)  # many overlaps, tied scores
+    labels, kept = label_image_from_crops(detections, (90, 110))
+    expected, expected_kept = build_label_image(detections, (90, 110))
+    assert labels.dtype == np.uint16 and kept == expected_kept and len(kept) < 60
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_more_than_65535_nuclei_give_a_32_bit_tiff(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from maskrcnnpp.predict import cli
+    from maskrcnnpp.predict.inputs import prepare_output_dir
+    from maskrcnnpp.predict.predictor import CroppedMask, Detection
+
+    height, width = 270, 270
+    count = 70_000
+    pixels = np.random.default_rng(1).permutation(height * width)[:count]
+    one = np.ones((1, 1), bool)
+    detections = [
+        Detection((0.0, 0.0, 1.0, 1.0), 0.9, 1, CroppedMask(int(p // width), int(p % width), one)) for p in pixels
+    ]
+    path = tmp_path / "dense.png"
+    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(path)
+    layout = prepare_output_dir(str(tmp_path / "out"))
+    # drawing 70,000 outlines and encoding 70,000 RLEs is slow and tested elsewhere
+    monkeypatch.setattr(cli, "draw_overlay", lambda image, labels, crops: (image, len(crops)))
+    monkeypatch.setattr(cli, "coco_records", lambda *args: [])
+    messages = []
+    result = cli.predict_image(
+        lambda image: detections, str(path), "dense", 1, layout, cli.CocoResultsWriter(open(tmp_path / "r.json", "w")),
+        report=messages.append,
+    )
+    assert result.label_path.endswith("dense.tif") and result.num_nuclei == count
+    with Image.open(result.label_path) as image:
+        labels = np.array(image)
+    assert labels.dtype == np.int32 and labels.max() == count
+    assert len(np.unique(labels)) == count + 1
+    assert any("32-bit TIFF" in m and "dense.png" in m for m in messages)
+
+
+def test_bad_diameter_option_is_one_line_naming_it(capsys):
+    from maskrcnnpp.predict.cli import EXIT_FATAL, main
+
+    assert main(["--config-file", "none.yaml", "--input", "x.png", "--diameter", "-3"]) == EXIT_FATAL
+    err = capsys.readouterr().err.strip()
+    assert "--diameter" in err and len(err.splitlines()) == 1
+
+
+def test_diameter_larger_than_the_image_fails_that_image_only(tmp_path):
+    from PIL import Image
+
+    from maskrcnnpp.predict.cli import predict_batch
+    from maskrcnnpp.predict.inputs import prepare_output_dir
+
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "small.png")
+    messages = []
+    summary = predict_batch(
+        lambda image, **options: [], [str(tmp_path / "small.png")], prepare_output_dir(str(tmp_path / "out")),
+        progress=False, report=messages.append, diameter=80.0,
+    )
+    assert summary.images == [] and len(summary.errors) == 1
+    assert "--diameter" in summary.errors[0] and "small.png" in summary.errors[0]
