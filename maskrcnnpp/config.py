@@ -100,6 +100,7 @@ def _add_solver_config(cfg):
 
 
 SCALE_POLICIES = ("image_size", "diameter")
+DIAMETER_SOURCES = ("estimate", "ground_truth")
 
 
 def _add_scale_config(cfg):
@@ -119,6 +120,9 @@ def _add_scale_config(cfg):
     # Inference: nucleus diameter (original pixels) assumed by the first pass of the
     # diameter estimate, and used when that pass finds no nucleus to measure.
     cfg.TEST.DEFAULT_DIAMETER = 17.0
+    # Evaluation under "diameter": "estimate" (as predict does without --diameter) or
+    # "ground_truth" (each image's median annotated diameter: the estimate's upper bound).
+    cfg.TEST.DIAMETER_SOURCE = "estimate"
     # Inference at the working scale: square tiles of TILE_SIZE pixels overlapping by at
     # least TILE_OVERLAP pixels (at least the largest nucleus expected, here ~4x the
     # working diameter); each nucleus is taken from the one tile where it is whole.
@@ -130,6 +134,10 @@ def check_scale_config(cfg):
     """Raise ConfigError naming the key(s) when the scale keys hold values that cannot work."""
     if cfg.INPUT.SCALE_POLICY not in SCALE_POLICIES:
         raise ConfigError(f"INPUT.SCALE_POLICY must be one of {', '.join(SCALE_POLICIES)}, not {cfg.INPUT.SCALE_POLICY!r}")
+    if cfg.TEST.DIAMETER_SOURCE not in DIAMETER_SOURCES:
+        raise ConfigError(
+            f"TEST.DIAMETER_SOURCE must be one of {', '.join(DIAMETER_SOURCES)}, not {cfg.TEST.DIAMETER_SOURCE!r}"
+        )
     for key, value in (
         ("INPUT.NUCLEUS_DIAMETER", cfg.INPUT.NUCLEUS_DIAMETER),
         ("TEST.DEFAULT_DIAMETER", cfg.TEST.DEFAULT_DIAMETER),

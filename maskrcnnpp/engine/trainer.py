@@ -18,6 +18,7 @@ from ..data.diameter_mapper import DiameterDatasetMapper
 from ..data.semantic_mapper import SemanticNucleiMapper
 from .checkpoint import NucleiCheckpointer, read_checkpoint, weights_mismatch
 from .optimizer import build_optimizer
+from .scaled_model import DiameterScaledModel
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +70,19 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        check_scale_config(cfg)
         if is_semantic(cfg):
             mapper = SemanticNucleiMapper(cfg, False)
         else:
             mapper = DatasetMapper(cfg, False, augmentations=build_nuclei_augmentation(cfg, False))
         return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Under INPUT.SCALE_POLICY diameter, evaluate as tools/predict.py predicts (scaled, tiled)."""
+        if cfg.INPUT.SCALE_POLICY == "diameter" and not is_semantic(cfg):
+            model = DiameterScaledModel(cfg, model)
+        return super().test(cfg, model, evaluators)
 
     @classmethod
     def build_optimizer(cls, cfg, model):

@@ -181,6 +181,11 @@ class NucleiPredictor:
         estimate found no nucleus in ``name`` and TEST.DEFAULT_DIAMETER was used.
         """
         image = convert_PIL_to_numpy(Image.fromarray(image_rgb), self.input_format)
+        return self.predict(image, diameter, name, warn)
+
+    @torch.no_grad()
+    def predict(self, image, diameter=None, name="the image", warn=None):
+        """As ``__call__``, for an image already in INPUT.FORMAT (e.g. from a DatasetMapper)."""
         if diameter is None and not self.by_diameter:
             self.last_diameter = self.last_diameter_source = None
             return self._predict_resized(image)
