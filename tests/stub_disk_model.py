@@ -57,7 +57,8 @@ def disks_image(size, diameter, count, seed=0):
             break
         cy, cx = rng.uniform(r + 2, height - r - 2), rng.uniform(r + 2, width - r - 2)
         m = ellipse_mask(height, width, cy, cx, r, r)
-        grown = cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        gap = 2 * max(2, int(diameter / 4)) + 1  # apart enough to stay apart when scaled down
+        grown = cv2.dilate(m.astype(np.uint8), np.ones((gap, gap), np.uint8)).astype(bool)
         if not (grown & taken).any():
             taken |= m
             masks.append(m)
