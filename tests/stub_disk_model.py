@@ -15,9 +15,10 @@ from synthetic import ellipse_mask
 
 
 class StubDiskModel(torch.nn.Module):
-    def __init__(self, smallest=5.0, largest=70.0):
+    def __init__(self, smallest=5.0, largest=70.0, junk=0):
         super().__init__()
         self.smallest, self.largest = smallest, largest
+        self.junk = junk  # also this many tiny detections of score 0.1 per input
         self.seen = []  # equivalent diameters of what it detected, in its input's pixels
 
     def inference(self, inputs, do_postprocess=False):
@@ -37,9 +38,15 @@ class StubDiskModel(torch.nn.Module):
                 masks.append(cv2.resize(crop, (28, 28), interpolation=cv2.INTER_LINEAR))
                 boxes.append([x, y, x + w, y + h])
                 self.seen.append(diameter)
+            scores = list(np.linspace(0.99, 0.9, len(boxes)))
+            for j in range(self.junk):
+                x, y = (7 * j) % max(1, width - 3), (13 * j) % max(1, height - 3)
+                boxes.append([x, y, x + 3, y + 3])
+                masks.append(np.ones((28, 28), np.float32))
+                scores.append(0.1)
             instances = Instances((height, width))
             instances.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-            instances.scores = torch.linspace(0.99, 0.9, len(boxes)) if boxes else torch.zeros(0)
+            instances.scores = torch.tensor(scores, dtype=torch.float32)
             instances.pred_classes = torch.zeros(len(boxes), dtype=torch.int64)
             instances.pred_masks = torch.tensor(np.array(masks, dtype=np.float32)).reshape(-1, 1, 28, 28)
             results.append(instances)

@@ -48,6 +48,15 @@ def test_estimator_recovers_a_known_diameter_within_10_percent(diameter):
     assert median_diameter(np.pi * np.square(last_pass) / 4) == pytest.approx(17.0, rel=0.12)
 
 
+def test_estimate_ignores_detections_below_the_score_threshold():
+    image, masks = disks_image((300, 300), 30.0, 12)
+    p = predictor(StubDiskModel(junk=60))
+    p.score_threshold = 0.05  # as the evaluation wrapper does, to keep low scores for COCO AP
+    detections = p(image)
+    assert p.last_diameter == pytest.approx(median_diameter(m.sum() for m in masks), rel=0.1)
+    assert sum(d.score >= 0.5 for d in detections) == len(masks) and len(detections) > len(masks)
+
+
 def test_given_diameter_brings_nuclei_to_the_working_scale():
     image, masks = disks_image((300, 300), 34.0, 12)
     p = predictor()

@@ -153,6 +153,9 @@ class NucleiPredictor:
         # boxes only, not on up to DETECTIONS_PER_IMAGE low-scoring ones.
         self.cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
         self.score_threshold = score_threshold
+        # The diameter estimate measures only nuclei this confident (also when a caller
+        # lowers score_threshold, e.g. to keep low scores for COCO AP).
+        self.estimate_threshold = score_threshold
         check_scale_config(self.cfg)
         if model is None:
             model = build_model(self.cfg)
@@ -194,7 +197,7 @@ class NucleiPredictor:
             self.last_diameter, self.last_diameter_source = float(diameter), "given"
             return self.predict_at_diameter(image, float(diameter))
         first = self.predict_at_diameter(image, self.default_diameter)
-        estimate = median_diameter(d.mask.area for d in first)
+        estimate = median_diameter(d.mask.area for d in first if d.score >= self.estimate_threshold)
         if estimate is None:
             (warn or _print_warning)(
                 f"{name}: no nucleus found to estimate the diameter; used TEST.DEFAULT_DIAMETER "
