@@ -147,3 +147,18 @@ def _decoded_masks(record):
     import pycocotools.mask as mask_util
 
     return [mask_util.decode(a["segmentation"]).astype(bool) for a in record["annotations"]]
+
+
+@pytest.mark.parametrize("arch", ["NestedFPN", "FPN"])
+def test_diameter_configs_differ_from_their_parent_only_by_the_scale_keys(repo_root, arch):
+    import os
+
+    from maskrcnnpp.engine.setup import load_cfg
+
+    folder = os.path.join(repo_root, "configs", "nuclei")
+    scaled = load_cfg(os.path.join(folder, f"mask_rcnn_R_18_{arch}_cpu_diameter.yaml"))
+    parent = load_cfg(os.path.join(folder, f"mask_rcnn_R_18_{arch}_cpu.yaml"))
+    check_scale_config(scaled)
+    assert scaled.INPUT.SCALE_POLICY == "diameter" and parent.INPUT.SCALE_POLICY == "image_size"
+    parent.INPUT.SCALE_POLICY = "diameter"
+    assert scaled == parent
