@@ -24,7 +24,8 @@ def stub_predict(image):
 
 
 def disks(size, diameters, seed):
-    """Bright disks on a dark image, none touching another (8-connectivity)."""
+    """Bright disks on a dark image, none touching another (8-connectivity); their masks as
+    CroppedMasks (windows around each disk)."""
     rng = np.random.default_rng(seed)
     height, width = size
     taken = np.zeros(size, bool)
@@ -33,11 +34,13 @@ def disks(size, diameters, seed):
         r = d / 2.0
         for _ in range(200):
             cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-            m = ellipse_mask(height, width, cy, cx, r, r)
-            grown = cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-            if m.any() and not (grown & taken).any():
-                taken |= m
-                masks.append(m)
+            y0, y1 = max(0, int(cy - r) - 2), min(height, int(cy + r) + 3)  # the disk's window + 1 px
+            x0, x1 = max(0, int(cx - r) - 2), min(width, int(cx + r) + 3)
+            local = ellipse_mask(y1 - y0, x1 - x0, cy - y0, cx - x0, r, r)
+            grown = cv2.dilate(local.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            if local.any() and not (grown & taken[y0:y1, x0:x1]).any():
+                taken[y0:y1, x0:x1] |= local
+                masks.append(CroppedMask(y0, x0, local))
                 break
     image = np.repeat(np.where(taken, 200, 20).astype(np.uint8)[:, :, None], 3, axis=2)
     return image, masks
@@ -53,7 +56,7 @@ def straddling(masks, height, width):
     edges_x = {e for t in tile_grid(height, width, TILE, OVERLAP) for e in (t.x0, t.x1) if 0 < e < width}
     count = 0
     for m in masks:
-        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+        rows, cols = m.y0 + np.flatnonzero(m.bits.any(1)), m.x0 + np.flatnonzero(m.bits.any(0))
         if any(rows[0] < e <= rows[-1] for e in edges_y) or any(cols[0] < e <= cols[-1] for e in edges_x):
             count += 1
     return count
@@ -69,6 +72,8 @@ def test_every_nucleus_once_with_the_untiled_mask(seed):
     assert len(untiled) == len(masks)
     assert len(tiled) == len(masks)
     assert as_set(tiled) == as_set(untiled)
+    tight = {(c.y0, c.x0, c.bits.tobytes()) for c in (CroppedMask.from_full(m.full((300, 361))) for m in masks)}
+    assert {(d.mask.y0, d.mask.x0, d.mask.bits.tobytes()) for d in tiled} == tight  # each disk, whole
     assert [d.score for d in tiled] == sorted((d.score for d in tiled), reverse=True)
     boxes = {tuple(d.box) for d in tiled}
     assert boxes == {tuple(d.box) for d in untiled}
@@ -111,3 +116,19 @@ def test_tiles_cover_with_the_overlap_and_cores_partition(length):
 def test_tile_not_larger_than_overlap_is_refused():
     with pytest.raises(ValueError, match="overlap"):
         tile_starts(500, 32, 32)
+
+
+def test_memory_grows_with_the_tile_and_the_nuclei_not_the_image_area():
+    import tracemalloc
+
+    image, masks = disks((1200, 1200), np.full(900, 14.0), seed=4)
+    assert len(masks) > 500
+    tracemalloc.start()
+    try:
+        tiled = predict_tiled(image, stub_predict, TILE, OVERLAP)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(tiled) == len(masks)
+    # one full-size mask per nucleus would be len(masks) x 1.44 MB; a tile's work is ~0.1 MB
+    assert peak < 8 * 2**20, peak
