@@ -103,7 +103,7 @@ def test_image_size_policy_is_unchanged_without_a_diameter():
     assert median_diameter(np.pi * np.square(p.model.seen) / 4) == pytest.approx(16.0 * 800 / 128, rel=0.1)
 
 
-@pytest.mark.parametrize("bad", [0.0, -5.0, float("nan"), float("inf"), 1000.0])
+@pytest.mark.parametrize("bad", [0.0, -5.0, 0.3, float("nan"), float("inf"), 1000.0, "big"])
 def test_non_positive_or_absurd_diameter_is_refused_naming_the_option(bad):
     with pytest.raises(UserError, match="--diameter"):
         check_diameter(bad, (300, 400), "cells.png", option="--diameter")
@@ -175,12 +175,13 @@ def test_more_than_65535_nuclei_give_a_32_bit_tiff(tmp_path, monkeypatch):
     assert any("32-bit TIFF" in m and "dense.png" in m for m in messages)
 
 
-def test_bad_diameter_option_is_one_line_naming_it(capsys):
+@pytest.mark.parametrize("value", ["-3", "0", "0.2", "nan"])
+def test_bad_diameter_option_is_one_line_naming_it(capsys, value):
     from maskrcnnpp.predict.cli import EXIT_FATAL, main
 
-    assert main(["--config-file", "none.yaml", "--input", "x.png", "--diameter", "-3"]) == EXIT_FATAL
+    assert main(["--config-file", "none.yaml", "--input", "x.png", "--diameter", value]) == EXIT_FATAL
     err = capsys.readouterr().err.strip()
-    assert "--diameter" in err and len(err.splitlines()) == 1
+    assert err.startswith("error: --diameter") and len(err.splitlines()) == 1
 
 
 def test_diameter_larger_than_the_image_fails_that_image_only(tmp_path):

@@ -100,9 +100,12 @@ def main(argv=None):
             print(f"error: --score-threshold {args.score_threshold} is not in [0, 1]", file=sys.stderr)
             return EXIT_FATAL
         opts += ["TEST.NUCLEI.SCORE_THRESHOLD", str(args.score_threshold)]
-    if args.diameter is not None and not (math.isfinite(args.diameter) and args.diameter > 0):
-        print(f"error: --diameter must be a positive number of pixels, not {args.diameter:g}", file=sys.stderr)
-        return EXIT_FATAL
+    if args.diameter is not None:
+        try:
+            check_diameter(args.diameter, (math.inf, math.inf), option="--diameter")
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_FATAL
     try:
         cfg = load_cfg(args.config_file, opts)
         layout = prepare_output_dir(args.output or os.path.join(cfg.OUTPUT_DIR, "predictions"))

@@ -36,6 +36,15 @@ from .tiling import predict_tiled
 
 __all__ = ["CroppedMask", "Detection", "NucleiPredictor", "check_diameter", "detections_from_raw_instances"]
 
+# A first-pass estimate within this fraction of TEST.DEFAULT_DIAMETER keeps the first pass.
+ESTIMATE_TOLERANCE = 0.1
+# An estimate is kept within this factor of TEST.DEFAULT_DIAMETER: a detector finds nuclei
+# in its anchors' range (8-128 px, about 0.5-8x the working diameter), and a stray tiny
+# estimate would otherwise cut a large image into thousands of tiles.
+ESTIMATE_RANGE = 8.0
+# A diameter under a pixel is not a nucleus' size.
+MIN_DIAMETER = 1.0
+
 
 @dataclass
 class CroppedMask:
@@ -205,6 +214,7 @@ class NucleiPredictor:
             )
             self.last_diameter, self.last_diameter_source = self.default_diameter, "default"
             return first
+        estimate = min(max(estimate, self.default_diameter / ESTIMATE_RANGE), self.default_diameter * ESTIMATE_RANGE)
         self.last_diameter, self.last_diameter_source = estimate, "estimated"
         if abs(math.log(estimate / self.default_diameter)) <= math.log(1 + ESTIMATE_TOLERANCE):
             return first
@@ -242,17 +252,19 @@ class NucleiPredictor:
         return detections_from_raw_instances(raw, (height, width), self.score_threshold)
 
 
-# A first-pass estimate within this fraction of TEST.DEFAULT_DIAMETER keeps the first pass.
-ESTIMATE_TOLERANCE = 0.1
-
-
 def check_diameter(diameter, shape, name="the image", option="diameter"):
-    """A UserError naming ``option`` unless 0 < diameter <= the image's larger side."""
+    """A UserError naming ``option`` unless MIN_DIAMETER <= diameter <= the image's larger side."""
     height, width = shape
-    if not (isinstance(diameter, (int, float)) and math.isfinite(diameter) and diameter > 0):
+    try:
+        value = float(diameter)
+    except (TypeError, ValueError):
+        raise UserError(f"{option} must be a number of pixels, not {diameter!r}") from None
+    if not (math.isfinite(value) and value > 0):
         raise UserError(f"{option} must be a positive number of pixels, not {diameter!r}")
-    if diameter > max(height, width):
-        raise UserError(f"{name}: {option} {diameter:g} px is larger than the image ({width} x {height} px)")
+    if value < MIN_DIAMETER:
+        raise UserError(f"{option} {value:g} px is less than a pixel: not a nucleus' diameter")
+    if value > max(height, width):
+        raise UserError(f"{name}: {option} {value:g} px is larger than the image ({width} x {height} px)")
 
 
 def _print_warning(message):
