@@ -162,3 +162,15 @@ def test_diameter_configs_differ_from_their_parent_only_by_the_scale_keys(repo_r
     assert scaled.INPUT.SCALE_POLICY == "diameter" and parent.INPUT.SCALE_POLICY == "image_size"
     parent.INPUT.SCALE_POLICY = "diameter"
     assert scaled == parent
+
+
+def test_loaders_check_the_scale_keys_before_reading_data():
+    from maskrcnnpp.engine.trainer import Trainer
+
+    cfg = scale_cfg()
+    cfg.TEST.TILE_SIZE, cfg.TEST.TILE_OVERLAP = 80, 80
+    cfg.DATASETS.TRAIN = ("dsb2018_sample_train",)
+    with pytest.raises(ConfigError, match=r"TEST\.TILE_SIZE \(80\).*TEST\.TILE_OVERLAP \(80\)"):
+        Trainer.build_train_loader(cfg)
+    with pytest.raises(ConfigError, match=r"TEST\.TILE_SIZE"):
+        Trainer.build_test_loader(cfg, "dsb2018_sample_val")
