@@ -198,3 +198,24 @@ def test_diameter_larger_than_the_image_fails_that_image_only(tmp_path):
     )
     assert summary.images == [] and len(summary.errors) == 1
     assert "--diameter" in summary.errors[0] and "small.png" in summary.errors[0]
+
+
+def test_rle_from_the_crop_equals_the_full_size_encoding():
+    import pycocotools.mask as mask_util
+
+    from maskrcnnpp.predict.predictor import CroppedMask
+
+    rng = np.random.default_rng(0)
+    shape = (37, 53)
+    cases = [np.zeros(shape, bool), np.ones(shape, bool)]
+    for _ in range(200):
+        full = np.zeros(shape, bool)
+        y0, x0 = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+        y1, x1 = rng.integers(y0 + 1, shape[0] + 1), rng.integers(x0 + 1, shape[1] + 1)
+        full[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < rng.uniform(0.2, 0.9)
+        cases.append(full)
+    for full in cases:
+        expected = mask_util.encode(np.asfortranarray(full.astype(np.uint8)))
+        rle = CroppedMask.from_full(full).to_rle(shape)
+        assert rle["counts"] == expected["counts"].decode("ascii") and rle["size"] == list(shape)
+        np.testing.assert_array_equal(mask_util.decode(rle).astype(bool), full)

@@ -82,10 +82,29 @@ class CroppedMask:
         return mask
 
     def to_rle(self, shape):
-        """COCO compressed RLE of the full-size mask, with ``counts`` as str (JSON-ready)."""
-        full = np.zeros(shape, dtype=np.uint8, order="F")
-        full[self.y0 : self.y1, self.x0 : self.x1] = self.bits
-        rle = mask_util.encode(full)
+        """COCO compressed RLE of the full-size mask, with ``counts`` as str (JSON-ready).
+
+        Made from the crop's columns (full height, crop width) and the zero runs of the
+        columns left and right of it, so no full-size mask is made.
+        """
+        height, width = shape
+        columns = np.zeros((height, self.bits.shape[1]), dtype=bool)
+        columns[self.y0 : self.y1] = self.bits
+        flat = columns.ravel(order="F")  # COCO runs go down each column, left to right
+        if flat.size == 0:
+            counts = [height * width]
+        else:
+            edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+            counts = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+            if flat[0]:
+                counts.insert(0, 0)  # runs alternate zeros, ones, ...; the first is zeros
+            counts[0] += self.x0 * height
+            trailing = (width - self.x1) * height
+            if len(counts) % 2:  # the last run is zeros
+                counts[-1] += trailing
+            elif trailing:
+                counts.append(trailing)
+        rle = mask_util.frPyObjects({"size": [height, width], "counts": counts}, height, width)
         rle["counts"] = rle["counts"].decode("ascii")
         return rle
 
