@@ -133,7 +133,9 @@ def _add_scale_config(cfg):
 def check_scale_config(cfg):
     """Raise ConfigError naming the key(s) when the scale keys hold values that cannot work."""
     if cfg.INPUT.SCALE_POLICY not in SCALE_POLICIES:
-        raise ConfigError(f"INPUT.SCALE_POLICY must be one of {', '.join(SCALE_POLICIES)}, not {cfg.INPUT.SCALE_POLICY!r}")
+        raise ConfigError(
+            f"INPUT.SCALE_POLICY must be one of {', '.join(SCALE_POLICIES)}, not {cfg.INPUT.SCALE_POLICY!r}"
+        )
     if cfg.TEST.DIAMETER_SOURCE not in DIAMETER_SOURCES:
         raise ConfigError(
             f"TEST.DIAMETER_SOURCE must be one of {', '.join(DIAMETER_SOURCES)}, not {cfg.TEST.DIAMETER_SOURCE!r}"

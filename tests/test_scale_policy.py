@@ -59,7 +59,9 @@ def test_tile_smaller_than_overlap_names_both_keys():
         check_scale_config(cfg)
 
 
-@pytest.mark.parametrize("key,value", [("NUCLEUS_DIAMETER", 0.0), ("NUCLEUS_DIAMETER", -3.0), ("SCALE_POLICY", "nuclei")])
+@pytest.mark.parametrize(
+    "key,value", [("NUCLEUS_DIAMETER", 0.0), ("NUCLEUS_DIAMETER", -3.0), ("SCALE_POLICY", "nuclei")]
+)
 def test_bad_input_values_name_their_key(key, value):
     cfg = scale_cfg(**{key: value})
     with pytest.raises(ConfigError, match=f"INPUT.{key}"):

@@ -80,7 +80,8 @@ def test_only_the_diameter_policy_wraps_the_model(dataset, tmp_path, monkeypatch
     from detectron2.engine import DefaultTrainer
 
     seen = []
-    monkeypatch.setattr(DefaultTrainer, "test", classmethod(lambda cls, cfg, model, evaluators=None: seen.append(model)))
+    record_model = classmethod(lambda cls, cfg, model, evaluators=None: seen.append(model))
+    monkeypatch.setattr(DefaultTrainer, "test", record_model)
     model = StubDiskModel()
     cfg = diameter_cfg(dataset[0], tmp_path)
     Trainer.test(cfg, model)

@@ -19,7 +19,8 @@ def stub_predict(image):
         x, y, w, h, area = (int(v) for v in stats[k])
         bits = labels[y : y + h, x : x + w] == k
         score = 0.3 + 0.7 * ((area * 7919 + w * 31 + h) % 1000) / 1000.0
-        detections.append(Detection((float(x), float(y), float(x + w), float(y + h)), score, 1, CroppedMask(y, x, bits)))
+        box = (float(x), float(y), float(x + w), float(y + h))
+        detections.append(Detection(box, score, 1, CroppedMask(y, x, bits)))
     return sorted(detections, key=lambda d: -d.score)
 
 
