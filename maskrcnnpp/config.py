@@ -4,7 +4,11 @@ Defaults reproduce the UNet++ paper where it has a setting; the nested FPN's
 node widths were chosen from ``benchmarks/results/neck_cost_*.md`` so that
 Mask R-CNN++ costs no more than Mask R-CNN.
 """
+import math
+
 from detectron2.config import CfgNode as CN
+
+from .errors import ConfigError
 
 
 def add_maskrcnnpp_config(cfg):
@@ -13,6 +17,7 @@ def add_maskrcnnpp_config(cfg):
     _add_nuclei_config(cfg)
     _add_unetpp_config(cfg)
     _add_solver_config(cfg)
+    _add_scale_config(cfg)
 
 
 def _add_nested_fpn_config(cfg):
@@ -97,3 +102,68 @@ def _add_unetpp_config(cfg):
 def _add_solver_config(cfg):
     # "SGD" (Detectron2's) or "ADAM" (the UNet++ paper's, with SOLVER.BASE_LR 3e-4).
     cfg.SOLVER.OPTIMIZER = "SGD"
+
+
+SCALE_POLICIES = ("image_size", "diameter")
+DIAMETER_SOURCES = ("estimate", "ground_truth")
+
+
+def _add_scale_config(cfg):
+    """Scale by nucleus size (Cellpose-style) instead of by image size; see data/diameter.py."""
+    # "image_size": Detectron2's ResizeShortestEdge (INPUT.MIN_SIZE_*). "diameter": every
+    # image is rescaled so that its nuclei have INPUT.NUCLEUS_DIAMETER pixels (training:
+    # the image's median ground-truth diameter; inference: --diameter or an estimate),
+    # trained on random crops and predicted in overlapping tiles.
+    cfg.INPUT.SCALE_POLICY = "image_size"
+    # The working nucleus diameter, in pixels of the model's input (Cellpose's nuclei: 17).
+    # DSB2018 stage1_train (per-image medians of the masks' equivalent diameters): median
+    # 18.1 px, 10th-90th percentile 10.6-47.4, extremes 5.8 and 94.3; within an image the
+    # largest nucleus is 1.46x the median (median), 2.8x (99th percentile), 5.5x at most.
+    cfg.INPUT.NUCLEUS_DIAMETER = 17.0
+    # Training: the scale is multiplied by a factor drawn log-uniformly from this range.
+    cfg.INPUT.DIAMETER_JITTER = (0.8, 1.25)
+    # Training: side of the random square crop taken at the working scale (an image
+    # smaller than that is taken whole), so an iteration's cost does not grow with image size.
+    cfg.INPUT.DIAMETER_CROP_SIZE = 256
+    # Inference: nucleus diameter (original pixels) assumed by the first pass of the
+    # diameter estimate, and used when that pass finds no nucleus to measure (DSB2018's
+    # median is 18.1 px).
+    cfg.TEST.DEFAULT_DIAMETER = 17.0
+    # Evaluation under "diameter": "estimate" (as predict does without --diameter) or
+    # "ground_truth" (each image's median annotated diameter: the estimate's upper bound).
+    cfg.TEST.DIAMETER_SOURCE = "estimate"
+    # Inference at the working scale: square tiles of TILE_SIZE pixels overlapping by at
+    # least TILE_OVERLAP pixels, at least the largest nucleus expected (80 = 4.7x the working
+    # diameter; DSB2018's 99th percentile is 2.8x); each nucleus is taken from the one tile
+    # where it is whole.
+    cfg.TEST.TILE_SIZE = 512
+    cfg.TEST.TILE_OVERLAP = 80
+
+
+def check_scale_config(cfg):
+    """Raise ConfigError naming the key(s) when the scale keys hold values that cannot work."""
+    if cfg.INPUT.SCALE_POLICY not in SCALE_POLICIES:
+        raise ConfigError(
+            f"INPUT.SCALE_POLICY must be one of {', '.join(SCALE_POLICIES)}, not {cfg.INPUT.SCALE_POLICY!r}"
+        )
+    if cfg.TEST.DIAMETER_SOURCE not in DIAMETER_SOURCES:
+        raise ConfigError(
+            f"TEST.DIAMETER_SOURCE must be one of {', '.join(DIAMETER_SOURCES)}, not {cfg.TEST.DIAMETER_SOURCE!r}"
+        )
+    for key, value in (
+        ("INPUT.NUCLEUS_DIAMETER", cfg.INPUT.NUCLEUS_DIAMETER),
+        ("TEST.DEFAULT_DIAMETER", cfg.TEST.DEFAULT_DIAMETER),
+    ):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"{key} must be a positive number of pixels, not {value!r}")
+    jitter = tuple(cfg.INPUT.DIAMETER_JITTER)
+    if len(jitter) != 2 or not 0 < jitter[0] <= jitter[1]:
+        raise ConfigError(f"INPUT.DIAMETER_JITTER must be (low, high) with 0 < low <= high, not {jitter!r}")
+    if int(cfg.INPUT.DIAMETER_CROP_SIZE) < 1:
+        raise ConfigError(f"INPUT.DIAMETER_CROP_SIZE must be at least 1, not {cfg.INPUT.DIAMETER_CROP_SIZE!r}")
+    if cfg.TEST.TILE_OVERLAP < 0:
+        raise ConfigError(f"TEST.TILE_OVERLAP must be at least 0, not {cfg.TEST.TILE_OVERLAP!r}")
+    if cfg.TEST.TILE_SIZE <= cfg.TEST.TILE_OVERLAP:
+        raise ConfigError(
+            f"TEST.TILE_SIZE ({cfg.TEST.TILE_SIZE}) must be larger than TEST.TILE_OVERLAP ({cfg.TEST.TILE_OVERLAP})"
+        )

@@ -1,7 +1,6 @@
 """The seeded, stratified split, and the script that made the committed DSB2018 split with it."""
 import io
 import os
-import sys
 
 import numpy as np
 import pytest

@@ -5,6 +5,7 @@
 - ``dsb2018_{train,val,test}_fixed``: from stage1_train_fixed.zip, under ``.../dsb2018_fixed``;
 - ``dsb2018_sample``, ``dsb2018_sample_{train,val}``: 12 images shipped with the package.
 """
+import collections
 import json
 import os
 
@@ -12,6 +13,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from ..errors import MissingFileError
+from .diameter import fill_missing_diameters, median_diameter
 
 __all__ = ["register_dsb2018", "register_dsb2018_sample", "sample_dir", "DATASET_SPLITS"]
 
@@ -31,7 +33,8 @@ def _prepare_command(output_root, fixed):
 
 
 def _load(dataset_name, json_files, image_root, prepare_command):
-    """Detectron2 dicts of one or more COCO files, with each image's ``image_key`` and ``modality``."""
+    """Detectron2 dicts of one or more COCO files, with each image's ``image_key``, ``modality``
+    and ``median_diameter`` (median equivalent diameter of its nuclei, see diameter.py)."""
     for path in list(json_files) + [image_root]:
         if not os.path.exists(path):
             hint = f" Prepare it with: {prepare_command}" if prepare_command else ""
@@ -40,12 +43,19 @@ def _load(dataset_name, json_files, image_root, prepare_command):
     for json_file in json_files:
         dicts = load_coco_json(json_file, image_root, dataset_name)
         with open(json_file, encoding="utf-8") as f:
-            extra = {im["id"]: im for im in json.load(f)["images"]}
+            coco = json.load(f)
+        extra = {im["id"]: im for im in coco["images"]}
+        areas = collections.defaultdict(list)  # nuclei areas by image, for the median diameter
+        for a in coco["annotations"]:
+            if not a.get("iscrowd", 0):
+                areas[a["image_id"]].append(a.get("area", 0))
         for d in dicts:
             info = extra[d["image_id"]]
             d["image_key"] = info.get("image_key")
             d["modality"] = info.get("modality")
+            d["median_diameter"] = median_diameter(areas[d["image_id"]])
         records += dicts
+    fill_missing_diameters(records)  # images with no nucleus: the dataset's median
     return records
 
 

@@ -7,9 +7,32 @@ import pycocotools.mask as mask_util
 __all__ = ["LazyMasks", "decode_segmentation", "encode_mask", "segmentation_to_rle"]
 
 
-def encode_mask(mask) -> dict:
-    """COCO compressed RLE of an H x W mask (nonzero = inside), with ``counts`` as str (JSON-ready)."""
-    rle = mask_util.encode(np.asfortranarray(mask, dtype=np.uint8))
+def encode_mask(mask, shape=None, offset=(0, 0)) -> dict:
+    """COCO compressed RLE (``counts`` as str, JSON-ready) of ``mask`` (nonzero = inside) placed
+    with its top-left pixel at ``offset`` = (row, column) in an image of ``shape`` (default: the
+    mask's own). No image-sized array is made: a small crop of a huge image stays cheap.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    height, width = mask.shape if shape is None else shape
+    y0, x0 = offset
+    # The crop's columns at full image height; COCO runs go down each column, left to right.
+    columns = np.zeros((height, mask.shape[1]), dtype=bool)
+    columns[y0 : y0 + mask.shape[0]] = mask
+    flat = columns.ravel(order="F")
+    if flat.size == 0:
+        counts = [height * width]
+    else:
+        edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+        counts = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+        if flat[0]:
+            counts.insert(0, 0)  # runs alternate zeros and ones, starting with zeros
+        counts[0] += x0 * height  # the empty columns left of the crop
+        right = (width - x0 - mask.shape[1]) * height
+        if len(counts) % 2:  # the last run is zeros
+            counts[-1] += right
+        elif right:
+            counts.append(right)
+    rle = mask_util.frPyObjects({"size": [height, width], "counts": counts}, height, width)
     rle["counts"] = rle["counts"].decode("ascii")
     return rle
 

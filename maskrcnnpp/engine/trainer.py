@@ -12,10 +12,13 @@ from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 
 from ..compat import has_compiled_ops
+from ..config import check_scale_config
 from ..data.augmentation import build_nuclei_augmentation
+from ..data.diameter_mapper import DiameterDatasetMapper
 from ..data.semantic_mapper import SemanticNucleiMapper
 from .checkpoint import NucleiCheckpointer, read_checkpoint, weights_mismatch
 from .optimizer import build_optimizer
+from .scaled_model import DiameterScaledModel
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +55,30 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
+        check_scale_config(cfg)
         if is_semantic(cfg):
             mapper = SemanticNucleiMapper(cfg, True)
+        elif cfg.INPUT.SCALE_POLICY == "diameter":
+            mapper = DiameterDatasetMapper(cfg, True)
         else:
             mapper = DatasetMapper(cfg, True, augmentations=build_nuclei_augmentation(cfg, True))
         return build_detection_train_loader(cfg, mapper=mapper)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        check_scale_config(cfg)
         if is_semantic(cfg):
             mapper = SemanticNucleiMapper(cfg, False)
         else:
             mapper = DatasetMapper(cfg, False, augmentations=build_nuclei_augmentation(cfg, False))
         return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Under INPUT.SCALE_POLICY diameter, evaluate as tools/predict.py predicts (scaled, tiled)."""
+        if cfg.INPUT.SCALE_POLICY == "diameter" and not is_semantic(cfg):
+            model = DiameterScaledModel(cfg, model)
+        return super().test(cfg, model, evaluators)
 
     @classmethod
     def build_optimizer(cls, cfg, model):

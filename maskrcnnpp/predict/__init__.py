@@ -4,9 +4,11 @@
     predictor = NucleiPredictor(cfg)                       # cfg.MODEL.WEIGHTS is loaded
     summary = predict_batch(predictor, ["images/"], prepare_output_dir("predictions"))
 
-Four modules, one per job: ``inputs`` (image paths, reading images, the output
-folder), ``predictor`` (the model and its detections), ``outputs`` (label
-image, overlay, COCO JSON) and ``cli`` (the command line and the per-image loop).
+Five modules, one per job: ``inputs`` (image paths, reading images, the output
+folder), ``predictor`` (the model and its detections, at the working scale when
+scaling by nucleus size), ``tiling`` (overlapping tiles and their stitching),
+``outputs`` (label image, overlay, COCO JSON) and ``cli`` (the command line and
+the per-image loop).
 """
 from .cli import BatchSummary, ImageResult, predict_batch, predict_image
 from .inputs import expand_inputs, output_stems, prepare_output_dir, read_image_rgb8, rescale_to_uint8, to_rgb8
@@ -19,7 +21,8 @@ from .outputs import (
     read_label_image,
     write_label_image,
 )
-from .predictor import CroppedMask, Detection, NucleiPredictor, detections_from_raw_instances
+from .predictor import CroppedMask, Detection, NucleiPredictor, check_diameter, detections_from_raw_instances
+from .tiling import predict_tiled, tile_grid
 
 __all__ = [
     "BatchSummary",
@@ -30,6 +33,7 @@ __all__ = [
     "NucleiPredictor",
     "RESULTS_FILE_NAME",
     "build_label_image",
+    "check_diameter",
     "coco_records",
     "detections_from_raw_instances",
     "draw_overlay",
@@ -37,10 +41,12 @@ __all__ = [
     "output_stems",
     "predict_batch",
     "predict_image",
+    "predict_tiled",
     "prepare_output_dir",
     "read_image_rgb8",
     "read_label_image",
     "rescale_to_uint8",
+    "tile_grid",
     "to_rgb8",
     "write_label_image",
 ]

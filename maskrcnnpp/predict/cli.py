@@ -3,14 +3,20 @@
 For each input image: read it (inputs.py), predict (predictor.py), write the
 label image, the overlay and its COCO records (outputs.py). A failing image is
 reported in one line and skipped; the others go on.
+
+``--diameter D`` (or INPUT.SCALE_POLICY diameter, which estimates it per image)
+predicts at the working scale in tiles. An image with more than 65,535 nuclei
+gets a 32-bit TIFF label image instead of the 16-bit PNG, and the user is told.
 """
 import argparse
+import math
 import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -18,10 +24,25 @@ from ..engine.setup import load_cfg
 from ..errors import EXIT_USER_ERROR, UserError, debug_enabled
 from ..utils.json_io import atomic_write
 from .inputs import expand_inputs, output_stems, prepare_output_dir, read_image_rgb8
-from .outputs import RESULTS_FILE_NAME, CocoResultsWriter, build_label_image, coco_records, draw_overlay, write_label_image
-from .predictor import NucleiPredictor
+from .outputs import (
+    RESULTS_FILE_NAME,
+    CocoResultsWriter,
+    build_label_image,
+    coco_records,
+    draw_overlay,
+    write_label_image,
+)
+from .predictor import NucleiPredictor, check_diameter
 
-__all__ = ["BatchSummary", "ImageResult", "build_parser", "main", "predict_batch", "predict_image", "split_trailing_opts"]
+__all__ = [
+    "BatchSummary",
+    "ImageResult",
+    "build_parser",
+    "main",
+    "predict_batch",
+    "predict_image",
+    "split_trailing_opts",
+]
 
 EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_FATAL = 0, 1, EXIT_USER_ERROR
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
@@ -51,6 +72,12 @@ def build_parser():
         help="keep nuclei with at least this score (default: the config's TEST.NUCLEI.SCORE_THRESHOLD, "
         "0.5 as in the paper, the threshold evaluation uses)",
     )
+    parser.add_argument(
+        "--diameter", type=float, default=None, metavar="D",
+        help="the nuclei's diameter in the input images' pixels: images are rescaled so that nuclei "
+        "have INPUT.NUCLEUS_DIAMETER pixels and predicted in overlapping tiles (default: estimated "
+        "per image when INPUT.SCALE_POLICY is diameter, else the config's resize by image size)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
@@ -79,11 +106,18 @@ def main(argv=None):
             print(f"error: --score-threshold {args.score_threshold} is not in [0, 1]", file=sys.stderr)
             return EXIT_FATAL
         opts += ["TEST.NUCLEI.SCORE_THRESHOLD", str(args.score_threshold)]
+    if args.diameter is not None:
+        try:
+            check_diameter(args.diameter, (math.inf, math.inf), option="--diameter")
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_FATAL
     try:
         cfg = load_cfg(args.config_file, opts)
         layout = prepare_output_dir(args.output or os.path.join(cfg.OUTPUT_DIR, "predictions"))
         predictor = NucleiPredictor(cfg, config_file=args.config_file)
-        summary = predict_batch(predictor, inputs, layout, progress=not args.no_progress)
+        predictor.progress = not args.no_progress
+        summary = predict_batch(predictor, inputs, layout, progress=not args.no_progress, diameter=args.diameter)
     except UserError as e:
         if debug_enabled():
             raise
@@ -105,6 +139,7 @@ class ImageResult:
     overlay_path: str
     label_path: str
     num_nuclei: int
+    diameter: Optional[float] = None  # nucleus diameter predicted at (None: resized by image size)
 
 
 @dataclass
@@ -119,31 +154,52 @@ class BatchSummary:
         return sum(r.num_nuclei for r in self.images)
 
 
-def predict_image(predictor, path, stem, image_id, layout, results_writer):
-    """Predict one image and write its outputs; memory is released when it returns."""
+def predict_image(predictor, path, stem, image_id, layout, results_writer, diameter=None, report=None):
+    """Predict one image and write its outputs; memory is released when it returns.
+
+    ``diameter``: --diameter (None: the predictor's policy). ``report`` receives
+    one-line warnings (no nucleus to estimate the diameter, a 32-bit label image).
+    """
+    report = report or (lambda message: print(message, file=sys.stderr))
+    warn = lambda message: report(f"warning: {message}")  # noqa: E731
     image = read_image_rgb8(path)
     shape = image.shape[:2]
-    detections = predictor(image)
+    # A NucleiPredictor is told the file's name for its warnings; any other callable gets the image.
+    options = {"name": path, "warn": warn} if isinstance(predictor, NucleiPredictor) else {}
+    if diameter is not None:
+        check_diameter(diameter, shape, path, option="--diameter")
+        options["diameter"] = diameter
+    detections = predictor(image, **options)
     labels, kept = build_label_image(detections, shape)
     kept_detections = [detections[i] for i in kept]
     del detections
     label_path, overlay_path = layout.label_path(stem), layout.overlay_path(stem)
-    with atomic_write(label_path, "wb") as f:
-        write_label_image(labels, f)
+    if labels.dtype == np.uint16:
+        with atomic_write(label_path, "wb") as f:
+            write_label_image(labels, f)
+    else:
+        label_path = os.path.splitext(label_path)[0] + ".tif"
+        warn(f"{path}: {len(kept_detections)} nuclei do not fit a 16-bit PNG; the label image is "
+             f"a 32-bit TIFF, {label_path}")
+        with atomic_write(label_path, "wb") as f:
+            Image.fromarray(labels).save(f, format="TIFF")
     overlay, drawn = draw_overlay(image, labels, [d.mask for d in kept_detections])
     assert drawn == len(kept_detections), "every labelled nucleus owns pixels, so it is drawn"
     with atomic_write(overlay_path, "wb") as f:
         Image.fromarray(overlay).save(f, format="PNG")
     results_writer.add(coco_records(kept_detections, image_id, path, shape))
-    return ImageResult(path, overlay_path, label_path, len(kept_detections))
+    return ImageResult(
+        path, overlay_path, label_path, len(kept_detections), getattr(predictor, "last_diameter", None)
+    )
 
 
-def predict_batch(predictor, input_specs, layout, progress=True, report=None):
+def predict_batch(predictor, input_specs, layout, progress=True, report=None, diameter=None):
     """Predict every image named by ``input_specs``; failures are reported and skipped.
 
-    ``report`` receives each one-line error as it happens (default: printed to
-    stderr above the progress bar). Returns a BatchSummary; its ``errors`` lists
-    the inputs that named no image or failed.
+    ``report`` receives each one-line error or warning as it happens (default:
+    printed to stderr above the progress bar). ``diameter``: --diameter, for every
+    image. Returns a BatchSummary; its ``errors`` lists the inputs that named no
+    image or failed.
     """
     report = report or (lambda message: tqdm.write(message, file=sys.stderr))
     summary = BatchSummary(layout.root, os.path.join(layout.root, RESULTS_FILE_NAME))
@@ -160,7 +216,9 @@ def predict_batch(predictor, input_specs, layout, progress=True, report=None):
         bar = tqdm(paths, desc="predict", unit="image", disable=not progress, file=sys.stderr)
         for image_id, (path, stem) in enumerate(zip(bar, output_stems(paths)), start=1):
             try:
-                summary.images.append(predict_image(predictor, path, stem, image_id, layout, writer))
+                summary.images.append(
+                    predict_image(predictor, path, stem, image_id, layout, writer, diameter=diameter, report=report)
+                )
             except UserError as e:
                 fail(str(e))
             except OSError as e:  # writing an output failed (disk full, permissions)

@@ -30,9 +30,6 @@ from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 
-from ..data.segmentation import LazyMasks, encode_mask
-from ..evaluation.nuclei_metrics import resolve_overlaps
-from ..errors import UserError
 
 __all__ = [
     "FILL_ALPHA",
@@ -52,18 +49,26 @@ MAX_LABEL = np.iinfo(np.uint16).max
 
 
 def build_label_image(detections, shape):
-    """(H x W uint16 label image, indices of the detections it keeps, in label order)."""
-    shape = tuple(shape)
-    scores = [d.score for d in detections]
-    # Full-size masks made one at a time as resolve_overlaps reads them: never N x H x W at once.
-    full_masks = LazyMasks(detections, lambda d: d.mask.full(shape))
-    raw = resolve_overlaps(full_masks, scores, shape=shape)  # mask i -> i + 1
+    """(H x W label image, indices of the detections it keeps, in label order).
+
+    Each pixel goes to the highest-scoring detection covering it (equal scores: the
+    earlier one), as ``resolve_overlaps`` decides; detections left with no pixel are
+    dropped and the rest numbered 1..N in the given order. Painted crop by crop, lowest
+    score first, so no full-size mask per nucleus is made. uint16 when N <= 65,535,
+    else int32 (which a 16-bit PNG cannot hold).
+    """
+    height, width = shape
+    scores = np.array([d.score for d in detections], dtype=np.float64)
+    raw = np.zeros((height, width), dtype=np.int32)  # detection i -> i + 1
+    for i in np.lexsort((-np.arange(len(detections)), scores)):  # lowest score first
+        mask = detections[i].mask
+        window = raw[mask.y0 : mask.y1, mask.x0 : mask.x1]
+        window[mask.bits] = i + 1
     owned = np.bincount(raw.ravel(), minlength=len(detections) + 1)[1:]
     kept = np.flatnonzero(owned)
-    if len(kept) > MAX_LABEL:
-        raise UserError(f"{len(kept)} nuclei do not fit a 16-bit label image")
-    relabel = np.zeros(len(detections) + 1, dtype=np.uint16)
-    relabel[kept + 1] = np.arange(1, len(kept) + 1, dtype=np.uint16)
+    dtype = np.uint16 if len(kept) <= MAX_LABEL else np.int32
+    relabel = np.zeros(len(detections) + 1, dtype=dtype)
+    relabel[kept + 1] = np.arange(1, len(kept) + 1, dtype=dtype)
     return relabel[raw], kept.tolist()
 
 
@@ -170,7 +175,7 @@ def coco_records(detections, image_id, file_name, shape):
                 "category_id": det.category_id,
                 "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
                 "score": round(det.score, 5),
-                "segmentation": encode_mask(det.mask.full(shape)),
+                "segmentation": det.mask.to_rle(shape),
                 "label": label,
             }
         )

@@ -5,9 +5,17 @@ Detectron2's own post-processing pastes every mask at full image resolution
 into one N x H x W tensor: 400 nuclei in a 2048 x 2048 image would take 1.6 GB.
 Here each mask is pasted on its own and only the rectangle it covers is kept,
 so memory grows with the nuclei's area, not with N x H x W.
+
+INPUT.SCALE_POLICY "diameter" (or a diameter passed by the caller): the image is
+brought to the working scale, nuclei of INPUT.NUCLEUS_DIAMETER pixels, and
+predicted in overlapping tiles (tiling.py). The diameter is the caller's, or
+estimated in two passes: one at TEST.DEFAULT_DIAMETER, whose median nucleus
+diameter gives the scale of the second (skipped when the first was within 10 %).
 """
+import math
+import sys
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -18,11 +26,24 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from PIL import Image
 
+from ..config import check_scale_config
 from ..data.augmentation import build_nuclei_augmentation
+from ..data.segmentation import encode_mask
+from ..data.diameter import median_diameter
 from ..engine.checkpoint import load_weights_strictly
 from ..errors import UserError
+from .tiling import predict_tiled
 
-__all__ = ["CroppedMask", "Detection", "NucleiPredictor", "detections_from_raw_instances"]
+__all__ = ["CroppedMask", "Detection", "NucleiPredictor", "check_diameter", "detections_from_raw_instances"]
+
+# A first-pass estimate within this fraction of TEST.DEFAULT_DIAMETER keeps the first pass.
+ESTIMATE_TOLERANCE = 0.1
+# An estimate is kept within this factor of TEST.DEFAULT_DIAMETER: a detector finds nuclei
+# in its anchors' range (8-128 px, about 0.5-8x the working diameter), and a stray tiny
+# estimate would otherwise cut a large image into thousands of tiles.
+ESTIMATE_RANGE = 8.0
+# A diameter under a pixel is not a nucleus' size.
+MIN_DIAMETER = 1.0
 
 
 @dataclass
@@ -59,6 +80,10 @@ class CroppedMask:
         mask = np.zeros(shape, dtype=bool)
         mask[self.y0 : self.y1, self.x0 : self.x1] = self.bits
         return mask
+
+    def to_rle(self, shape):
+        """COCO compressed RLE of the full-size mask (JSON-ready); no full-size mask is made."""
+        return encode_mask(self.bits, shape, offset=(self.y0, self.x0))
 
 
 @dataclass
@@ -114,10 +139,11 @@ class NucleiPredictor:
 
     Like Detectron2's DefaultPredictor, but it takes 8-bit RGB, and it skips
     Detectron2's post-processing so that masks are pasted one at a time
-    (see detections.py).
+    (see detections.py). ``model``: an already built model in eval mode (its weights are
+    then not loaded), e.g. for tests or a model wrapper.
     """
 
-    def __init__(self, cfg, config_file="the config"):
+    def __init__(self, cfg, config_file="the config", model=None):
         if cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN" or not cfg.MODEL.MASK_ON:
             raise UserError(
                 f"{config_file}: prediction needs an instance-segmentation model "
@@ -132,20 +158,110 @@ class NucleiPredictor:
         # boxes only, not on up to DETECTIONS_PER_IMAGE low-scoring ones.
         self.cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
         self.score_threshold = score_threshold
-        self.model = build_model(self.cfg)
-        self.model.eval()
-        load_weights_strictly(self.model, self.cfg.MODEL.WEIGHTS, config_file)
+        # The diameter estimate measures only nuclei this confident (also when a caller
+        # lowers score_threshold, e.g. to keep low scores for COCO AP).
+        self.estimate_threshold = score_threshold
+        check_scale_config(self.cfg)
+        if model is None:
+            model = build_model(self.cfg)
+            model.eval()
+            load_weights_strictly(model, self.cfg.MODEL.WEIGHTS, config_file)
+        self.model = model
         self.resize = T.AugmentationList(build_nuclei_augmentation(self.cfg, is_train=False))
         self.input_format = self.cfg.INPUT.FORMAT
+        self.by_diameter = self.cfg.INPUT.SCALE_POLICY == "diameter"
+        self.target_diameter = float(self.cfg.INPUT.NUCLEUS_DIAMETER)
+        self.default_diameter = float(self.cfg.TEST.DEFAULT_DIAMETER)
+        self.tile_size, self.tile_overlap = int(self.cfg.TEST.TILE_SIZE), int(self.cfg.TEST.TILE_OVERLAP)
+        self.progress = False  # progress bar over the tiles of large images
+        # The nucleus diameter (original pixels) the last image was predicted at, and whether
+        # it was "given", "estimated" or the "default"; None for INPUT.SCALE_POLICY image_size.
+        self.last_diameter: Optional[float] = None
+        self.last_diameter_source: Optional[str] = None
 
     @torch.no_grad()
-    def __call__(self, image_rgb):
-        """Detections (sorted by decreasing score) of an H x W x 3 uint8 RGB image."""
-        height, width = image_rgb.shape[:2]
+    def __call__(self, image_rgb, diameter=None, name="the image", warn=None):
+        """Detections (sorted by decreasing score) of an H x W x 3 uint8 RGB image.
+
+        ``diameter``: the nuclei's diameter in the image's pixels; given, the image is
+        predicted at the working scale even under INPUT.SCALE_POLICY image_size. None
+        under "diameter": estimated. ``warn(message)`` is told (default: stderr) when the
+        estimate found no nucleus in ``name`` and TEST.DEFAULT_DIAMETER was used.
+        """
         image = convert_PIL_to_numpy(Image.fromarray(image_rgb), self.input_format)
+        return self.predict(image, diameter, name, warn)
+
+    @torch.no_grad()
+    def predict(self, image, diameter=None, name="the image", warn=None):
+        """As ``__call__``, for an image already in INPUT.FORMAT (e.g. from a DatasetMapper)."""
+        if diameter is None and not self.by_diameter:
+            self.last_diameter = self.last_diameter_source = None
+            return self._predict_resized(image)
+        if diameter is not None:
+            check_diameter(diameter, image.shape[:2], name)
+            self.last_diameter, self.last_diameter_source = float(diameter), "given"
+            return self.predict_at_diameter(image, float(diameter))
+        first = self.predict_at_diameter(image, self.default_diameter)
+        estimate = median_diameter(d.mask.area for d in first if d.score >= self.estimate_threshold)
+        if estimate is None:
+            (warn or _print_warning)(
+                f"{name}: no nucleus found to estimate the diameter; used TEST.DEFAULT_DIAMETER "
+                f"{self.default_diameter:g} px (pass --diameter to set it)"
+            )
+            self.last_diameter, self.last_diameter_source = self.default_diameter, "default"
+            return first
+        estimate = min(max(estimate, self.default_diameter / ESTIMATE_RANGE), self.default_diameter * ESTIMATE_RANGE)
+        self.last_diameter, self.last_diameter_source = estimate, "estimated"
+        if abs(math.log(estimate / self.default_diameter)) <= math.log(1 + ESTIMATE_TOLERANCE):
+            return first
+        return self.predict_at_diameter(image, estimate)
+
+    def _predict_resized(self, image):
+        """INPUT.SCALE_POLICY image_size: the whole image resized by its short side."""
+        height, width = image.shape[:2]
         resized = T.AugInput(image)
         self.resize(resized)
         tensor = torch.as_tensor(resized.image.astype("float32").transpose(2, 0, 1))
         inputs = [{"image": tensor, "height": height, "width": width}]
         raw = self.model.inference(inputs, do_postprocess=False)[0]
         return detections_from_raw_instances(raw, (height, width), self.score_threshold)
+
+    @torch.no_grad()
+    def predict_at_diameter(self, image, diameter):
+        """Detections of ``image`` (in INPUT.FORMAT) whose nuclei have ``diameter`` pixels:
+        tiles of TEST.TILE_SIZE working-scale pixels, each resized to the working scale."""
+        scale = self.target_diameter / diameter
+        overlap = int(math.ceil(self.tile_overlap / scale))
+        tile = max(int(round(self.tile_size / scale)), overlap + 1)
+        return predict_tiled(
+            image, lambda tile_image: self.predict_tile(tile_image, scale), tile, overlap, progress=self.progress
+        )
+
+    def predict_tile(self, tile_image, scale):
+        """Detections of one tile (tile coordinates), the model seeing it resized by ``scale``."""
+        height, width = tile_image.shape[:2]
+        new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+        resized = T.ResizeTransform(height, width, new_h, new_w, Image.BILINEAR).apply_image(tile_image)
+        tensor = torch.as_tensor(np.ascontiguousarray(resized.astype("float32").transpose(2, 0, 1)))
+        inputs = [{"image": tensor, "height": height, "width": width}]
+        raw = self.model.inference(inputs, do_postprocess=False)[0]
+        return detections_from_raw_instances(raw, (height, width), self.score_threshold)
+
+
+def check_diameter(diameter, shape, name="the image", option="diameter"):
+    """A UserError naming ``option`` unless MIN_DIAMETER <= diameter <= the image's larger side."""
+    height, width = shape
+    try:
+        value = float(diameter)
+    except (TypeError, ValueError):
+        raise UserError(f"{option} must be a number of pixels, not {diameter!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise UserError(f"{option} must be a positive number of pixels, not {diameter!r}")
+    if value < MIN_DIAMETER:
+        raise UserError(f"{option} {value:g} px is less than a pixel: not a nucleus' diameter")
+    if value > max(height, width):
+        raise UserError(f"{name}: {option} {value:g} px is larger than the image ({width} x {height} px)")
+
+
+def _print_warning(message):
+    print(f"warning: {message}", file=sys.stderr)

@@ -1,0 +1,223 @@
+"""The predictor at the working scale (issue 13): given or estimated diameter, tiles, bad input.
+
+A stub model (stub_disk_model.py) stands in for Mask R-CNN.
+"""
+
+import numpy as np
+import pytest
+from detectron2.config import get_cfg
+
+from maskrcnnpp import add_maskrcnnpp_config
+from maskrcnnpp.data.diameter import median_diameter
+from maskrcnnpp.errors import ConfigError, UserError
+from maskrcnnpp.predict.predictor import NucleiPredictor, check_diameter
+from stub_disk_model import StubDiskModel, disks_image
+from maskrcnnpp.data.synthetic import ellipse_mask
+
+
+def scale_cfg(**keys):
+    cfg = get_cfg()
+    add_maskrcnnpp_config(cfg)
+    cfg.MODEL.MASK_ON = True
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.INPUT.FORMAT = "RGB"
+    cfg.INPUT.SCALE_POLICY = "diameter"
+    cfg.INPUT.NUCLEUS_DIAMETER = 17.0
+    cfg.TEST.DEFAULT_DIAMETER = 17.0
+    for key, value in keys.items():
+        section, name = key.split("__")
+        cfg[section][name] = value
+    return cfg
+
+
+def predictor(model=None, **keys):
+    return NucleiPredictor(scale_cfg(**keys), model=model or StubDiskModel())
+
+
+@pytest.mark.parametrize("diameter", [8.0, 12.6, 30.0, 45.0])
+def test_estimator_recovers_a_known_diameter_within_10_percent(diameter):
+    image, masks = disks_image((360, 400), diameter, 25, seed=int(diameter))
+    known = median_diameter(m.sum() for m in masks)
+    p = predictor()
+    detections = p(image)
+    assert p.last_diameter_source == "estimated"
+    assert p.last_diameter == pytest.approx(known, rel=0.10)
+    assert len(detections) == len(masks)
+    # the second pass saw the nuclei at the working diameter
+    last_pass = p.model.seen[-len(masks) :]
+    assert median_diameter(np.pi * np.square(last_pass) / 4) == pytest.approx(17.0, rel=0.12)
+
+
+def test_estimate_ignores_detections_below_the_score_threshold():
+    image, masks = disks_image((300, 300), 30.0, 12)
+    p = predictor(StubDiskModel(junk=60))
+    p.score_threshold = 0.05  # as the evaluation wrapper does, to keep low scores for COCO AP
+    detections = p(image)
+    assert p.last_diameter == pytest.approx(median_diameter(m.sum() for m in masks), rel=0.1)
+    assert sum(d.score >= 0.5 for d in detections) == len(masks) and len(detections) > len(masks)
+
+
+def test_given_diameter_brings_nuclei_to_the_working_scale():
+    image, masks = disks_image((300, 300), 34.0, 12)
+    p = predictor()
+    detections = p(image, diameter=34.0)
+    assert p.last_diameter_source == "given" and p.last_diameter == 34.0
+    assert len(detections) == len(masks)
+    assert median_diameter(np.pi * np.square(p.model.seen) / 4) == pytest.approx(17.0, rel=0.1)
+
+
+def test_no_nuclei_falls_back_to_the_default_with_a_warning_naming_the_file():
+    warnings = []
+    p = predictor()
+    detections = p(np.full((200, 200, 3), 20, np.uint8), name="empty_field.png", warn=warnings.append)
+    assert detections == []
+    assert p.last_diameter_source == "default" and p.last_diameter == 17.0
+    assert len(warnings) == 1 and "empty_field.png" in warnings[0] and "TEST.DEFAULT_DIAMETER" in warnings[0]
+
+
+def test_large_image_in_tiles_has_every_nucleus_once():
+    image, masks = disks_image((700, 820), 20.0, 160, seed=7)
+    p = predictor(TEST__TILE_SIZE=192, TEST__TILE_OVERLAP=48)
+    detections = p(image, diameter=20.0)
+    assert len(detections) == len(masks)
+    truth = np.zeros(image.shape[:2], np.int32)
+    for k, m in enumerate(masks, start=1):
+        truth[m] = k
+    matched = []
+    for d in detections:
+        full = d.mask.full(image.shape[:2])
+        ids, counts = np.unique(truth[full], return_counts=True)
+        k = int(ids[np.argmax(counts)])
+        iou = (full & (truth == k)).sum() / (full | (truth == k)).sum()
+        assert k > 0 and iou > 0.8
+        matched.append(k)
+    assert sorted(matched) == list(range(1, len(masks) + 1))
+
+
+def test_image_size_policy_is_unchanged_without_a_diameter():
+    p = NucleiPredictor(scale_cfg(INPUT__SCALE_POLICY="image_size"), model=StubDiskModel(largest=200.0))
+    image, masks = disks_image((128, 128), 16.0, 5)
+    detections = p(image)
+    assert p.last_diameter is None and len(detections) == len(masks)
+    # ResizeShortestEdge to 800 px: the model saw the nuclei 6.25 times larger
+    assert median_diameter(np.pi * np.square(p.model.seen) / 4) == pytest.approx(16.0 * 800 / 128, rel=0.1)
+
+
+@pytest.mark.parametrize("bad", [0.0, -5.0, 0.3, float("nan"), float("inf"), 1000.0, "big"])
+def test_non_positive_or_absurd_diameter_is_refused_naming_the_option(bad):
+    with pytest.raises(UserError, match="--diameter"):
+        check_diameter(bad, (300, 400), "cells.png", option="--diameter")
+
+
+def test_predictor_refuses_a_tile_smaller_than_its_overlap():
+    with pytest.raises(ConfigError, match=r"TEST\.TILE_SIZE.*TEST\.TILE_OVERLAP"):
+        predictor(TEST__TILE_SIZE=64, TEST__TILE_OVERLAP=80)
+
+
+# --- the command line: --diameter, label images of any number of nuclei -----------------
+
+
+def random_detections(rng, shape, count):
+    from maskrcnnpp.predict.predictor import CroppedMask, Detection
+
+    height, width = shape
+    detections = []
+    for _ in range(count):
+        r = rng.uniform(3, 9)
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        mask = CroppedMask.from_full(ellipse_mask(height, width, cy, cx, r, r * rng.uniform(0.6, 1.4)))
+        detections.append(Detection((0.0, 0.0, 1.0, 1.0), float(rng.choice([0.6, 0.7, 0.8, 0.9])), 1, mask))
+    return sorted(detections, key=lambda d: -d.score)
+
+
+def test_label_image_painted_from_crops_equals_the_full_size_resolution():
+    from maskrcnnpp.evaluation.nuclei_metrics import resolve_overlaps
+    from maskrcnnpp.predict.outputs import build_label_image
+
+    rng = np.random.default_rng(0)
+    detections = random_detections(rng, (90, 110), 60)  # many overlaps, tied scores
+    labels, kept = build_label_image(detections, (90, 110))
+    raw = resolve_overlaps([d.mask.full((90, 110)) for d in detections], [d.score for d in detections])
+    expected_kept = [i for i in range(len(detections)) if (raw == i + 1).any()]
+    assert labels.dtype == np.uint16 and kept == expected_kept and len(kept) < 60
+    for label, index in enumerate(kept, start=1):
+        np.testing.assert_array_equal(labels == label, raw == index + 1)
+
+
+def test_more_than_65535_nuclei_give_a_32_bit_tiff(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from maskrcnnpp.predict import cli
+    from maskrcnnpp.predict.inputs import prepare_output_dir
+    from maskrcnnpp.predict.predictor import CroppedMask, Detection
+
+    height, width = 270, 270
+    count = 70_000
+    pixels = np.random.default_rng(1).permutation(height * width)[:count]
+    one = np.ones((1, 1), bool)
+    detections = [
+        Detection((0.0, 0.0, 1.0, 1.0), 0.9, 1, CroppedMask(int(p // width), int(p % width), one)) for p in pixels
+    ]
+    path = tmp_path / "dense.png"
+    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(path)
+    layout = prepare_output_dir(str(tmp_path / "out"))
+    # drawing 70,000 outlines and encoding 70,000 RLEs is slow and tested elsewhere
+    monkeypatch.setattr(cli, "draw_overlay", lambda image, labels, crops: (image, len(crops)))
+    monkeypatch.setattr(cli, "coco_records", lambda *args: [])
+    messages = []
+    result = cli.predict_image(
+        lambda image: detections, str(path), "dense", 1, layout, cli.CocoResultsWriter(open(tmp_path / "r.json", "w")),
+        report=messages.append,
+    )
+    assert result.label_path.endswith("dense.tif") and result.num_nuclei == count
+    with Image.open(result.label_path) as image:
+        labels = np.array(image)
+    assert labels.dtype == np.int32 and labels.max() == count
+    assert len(np.unique(labels)) == count + 1
+    assert any("32-bit TIFF" in m and "dense.png" in m for m in messages)
+
+
+@pytest.mark.parametrize("value", ["-3", "0", "0.2", "nan"])
+def test_bad_diameter_option_is_one_line_naming_it(capsys, value):
+    from maskrcnnpp.predict.cli import EXIT_FATAL, main
+
+    assert main(["--config-file", "none.yaml", "--input", "x.png", "--diameter", value]) == EXIT_FATAL
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --diameter") and len(err.splitlines()) == 1
+
+
+def test_diameter_larger_than_the_image_fails_that_image_only(tmp_path):
+    from PIL import Image
+
+    from maskrcnnpp.predict.cli import predict_batch
+    from maskrcnnpp.predict.inputs import prepare_output_dir
+
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "small.png")
+    messages = []
+    summary = predict_batch(
+        lambda image, **options: [], [str(tmp_path / "small.png")], prepare_output_dir(str(tmp_path / "out")),
+        progress=False, report=messages.append, diameter=80.0,
+    )
+    assert summary.images == [] and len(summary.errors) == 1
+    assert "--diameter" in summary.errors[0] and "small.png" in summary.errors[0]
+
+
+def test_rle_from_the_crop_equals_the_full_size_encoding():
+    import pycocotools.mask as mask_util
+
+    from maskrcnnpp.predict.predictor import CroppedMask
+
+    rng = np.random.default_rng(0)
+    shape = (37, 53)
+    cases = [np.zeros(shape, bool), np.ones(shape, bool)]
+    for _ in range(200):
+        full = np.zeros(shape, bool)
+        y0, x0 = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+        y1, x1 = rng.integers(y0 + 1, shape[0] + 1), rng.integers(x0 + 1, shape[1] + 1)
+        full[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < rng.uniform(0.2, 0.9)
+        cases.append(full)
+    for full in cases:
+        expected = mask_util.encode(np.asfortranarray(full.astype(np.uint8)))
+        rle = CroppedMask.from_full(full).to_rle(shape)
+        assert rle["counts"] == expected["counts"].decode("ascii") and rle["size"] == list(shape)
+        np.testing.assert_array_equal(mask_util.decode(rle).astype(bool), full)
