@@ -92,3 +92,13 @@ PROFILES = {
         description="ResNet-18 CPU configs on the embedded sample (8 train / 4 val images), "
                     "5 iterations at 128 px: a plumbing check, not a comparison"),
 }
+
+
+# Screens: profiles scored on val whose rows make one table (benchmarks/results/<name>.md),
+# rebuilt whenever one of them is run or rendered. Every row stays, the losers too.
+SCREENS = {
+    "scale_policy_val": {
+        "title": "Scale policy screen on dsb2018_val (issue 13)",
+        "profiles": ("val-image-size", "val-diameter-12", "val-diameter-17", "val-diameter-24"),
+    },
+}

@@ -468,3 +468,57 @@ def write_report(profile_name, profile, runs_dir, fpn_runs_dir, results_dir, com
         f.write(text)
     print(text)
     return stem + ".md", stem + ".png"
+
+
+def screen_row(profile_name, profile, runs):
+    """One row per (profile, model) of a screen: its metrics and costs, mean ± std over seeds."""
+    rows = []
+    for model, rs in sorted(by_model(runs).items(), key=lambda kv: MODEL_ORDER.index(kv[0])):
+        def stat(get, decimals=2):
+            return fmt(*mean_std([get(r) for r in rs]), decimals=decimals)
+
+        def group(size):
+            values = [i["fg_iou"] for r in rs for i in r["per_image"] if size_group(i) == size]
+            return fmt(statistics.fmean(values)) if values else "–"
+
+        oracle = [r for r in rs if r.get("oracle_scale_metrics")]
+        errors = [100 * statistics.median(diameter_errors(r)) for r in rs if diameter_errors(r)]
+        rows.append(
+            f"| `{profile_name}` | {rs[0]['model_name']} | {len(rs)} "
+            f"| {stat(lambda r: r['metrics']['nuclei']['fg_iou'])} "
+            f"| {stat(lambda r: r['metrics']['nuclei']['dsb_map'], 3)} "
+            f"| {stat(lambda r: r['metrics'].get('segm', {}).get('AP'), 1)} "
+            f"| {group('1024×1024')} | {group('360×360')} "
+            f"| {stat(lambda r: r['oracle_scale_metrics']['fg_iou']) if oracle else '–'} "
+            f"| {fmt(*mean_std(errors), decimals=1) if errors else '–'} "
+            f"| {stat(lambda r: r['train_timing']['cpu_s_per_iter'])} "
+            f"| {stat(lambda r: r['inference_timing']['cpu_s_per_image'])} "
+            f"| {profile.description} |"
+        )
+    return rows
+
+
+def render_screen(name, screen, profiles, results_dir):
+    """The screen's table from the run JSONs of its profiles (profiles without runs: one line)."""
+    lines = [f"# {screen['title']}", "",
+             "One row per profile and model, mean ± std over its seeds; fg IoU (%), DSB mAP and "
+             "segm AP (COCO, %) on the profile's test split; the 1024×1024 and 360×360 columns are "
+             "the fg IoU of those val images; oracle: at each image's annotated diameter; diameter "
+             "error: median relative error of the estimated diameter over the images.", "",
+             "| profile | model | runs | fg IoU | DSB mAP | segm AP | fg IoU 1024×1024 | fg IoU 360×360 "
+             "| fg IoU oracle | diameter error (%) | train CPU s/iter | inference CPU s/img | setting |",
+             "| --- | --- | ---: |" + " ---: |" * 9 + " --- |"]
+    missing, commands = [], set()
+    for profile_name in screen["profiles"]:
+        runs = load_runs(os.path.join(results_dir, "nuclei_runs", profile_name))
+        if not runs:
+            missing.append(profile_name)
+            continue
+        lines += screen_row(profile_name, profiles[profile_name], runs)
+        commands |= {r["command"] for r in runs}
+    if missing:
+        lines += ["", f"Not run yet: {', '.join(missing)}."]
+    lines += ["", "Commands (one per row):", ""] + [f"- `{c}`" for c in sorted(commands)] + [""]
+    with atomic_write(os.path.join(results_dir, f"{name}.md"), encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    return "\n".join(lines)

@@ -36,7 +36,7 @@ from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
 from maskrcnnpp.utils.json_io import write_json_atomic  # noqa: E402
 
 import comparison_report  # noqa: E402
-from comparison_profiles import MODELS, PROFILES  # noqa: E402
+from comparison_profiles import MODELS, PROFILES, SCREENS  # noqa: E402
 
 logger = logging.getLogger("maskrcnnpp.compare")
 
@@ -321,6 +321,9 @@ def render(args, command):
               if profile.fpn_runs_from else None)
     comparison_report.write_report(args.profile, profile, runs_dir_of(args), shared,
                                    args.results_dir, command)
+    for name, screen in SCREENS.items():
+        if args.profile in screen["profiles"]:
+            comparison_report.render_screen(name, screen, PROFILES, args.results_dir)
 
 
 def main(argv=None):

@@ -280,3 +280,20 @@ def test_scale_section_sets_the_estimate_beside_the_oracle_and_gives_the_diamete
     assert "| Mask R-CNN (FPN) | 2 | 71.00 ± 1.41 | 75.00 ± 1.41 | 0.400 ± 0.000 | 0.450 ± 0.000 | 10.00 ± 0.00 |" in text
     assert "- 256×256: 10.0 (4 images)" in text and "- 1024×1024: 25.0 (2 images)" in text
     assert comparison_report.scale_section([fake_run("fpn", 0, 70.0, 0.4)], ["fpn"]) == []
+
+
+def test_a_screen_table_has_a_row_per_profile_and_model_and_names_those_not_run(tmp_path):
+    screen = {"title": "A screen", "profiles": ("val-image-size", "val-diameter-17")}
+    image = {"height": 1024, "width": 1024, "fg_iou": 55.0}
+    for seed, fg in enumerate((70.0, 72.0)):
+        run = fake_run("fpn", seed, fg, 0.4, per_image=[image])
+        run["inference_timing"]["cpu_s_per_image"] = 0.5
+        folder = tmp_path / "nuclei_runs" / "val-image-size"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"fpn_seed{seed}.json").write_text(json.dumps(run))
+    text = comparison_report.render_screen("screen", screen, PROFILES, str(tmp_path))
+    assert (tmp_path / "screen.md").read_text() == text
+    row = [line for line in text.splitlines() if line.startswith("| `val-image-size` |")]
+    assert len(row) == 1 and "| Mask R-CNN (FPN) | 2 | 71.00 ± 1.41 | 0.400 ± 0.000 |" in row[0]
+    assert "| 55.00 | – |" in row[0]  # the 1024 x 1024 group, and no 360 x 360 image
+    assert "Not run yet: val-diameter-17." in text
