@@ -103,3 +103,15 @@ def test_the_imported_set_trains_by_name_with_no_python(root, repo_root, tmp_pat
     colour = json.loads((out / "inference" / f"{name}_train_colour" / "nuclei_metrics.json").read_text())
     train = json.loads((folder / name / "annotations" / "instances_train.json").read_text())
     assert colour["summary"]["num_images"] == sum(i["modality"] == "colour" for i in train["images"])
+
+
+def test_ground_truth_of_an_imported_subset_scores_perfectly(root, monkeypatch):
+    from maskrcnnpp.evaluation.gt_as_predictions import check_available, evaluate_gt
+
+    folder, name = root
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(folder))
+    assert check_available([f"{name}_train_grey"]) is None  # found by a rescan if not yet registered
+    assert "nuclei datasets" in check_available(["nosuchset_val"])
+    results, _ = evaluate_gt(f"{name}_train_grey")  # COCO AP from the subset's own dicts, not the file
+    assert results["nuclei"]["fg_iou"] == pytest.approx(100.0) and results["nuclei"]["dsb_map"] == pytest.approx(1.0)
+    assert results["segm"]["AP"] == pytest.approx(100.0)
