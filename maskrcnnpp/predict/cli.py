@@ -56,8 +56,9 @@ _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="maskrcnnpp-predict",
-        description="Predict nuclei with a trained Mask R-CNN / Mask R-CNN++: an overlay PNG and a "
-        "16-bit label image per input, and one COCO results JSON for all of them.",
+        description="Predict nuclei with a trained Mask R-CNN / Mask R-CNN++: per input an overlay PNG, a "
+        "16-bit label image, an ImageJ/Fiji ROI set and a QuPath GeoJSON, and one COCO results JSON for "
+        "all of them (--formats chooses).",
         epilog="Example: python tools/predict.py --config-file "
         "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml --input images/ --output predictions "
         "MODEL.WEIGHTS output/model_final.pth",

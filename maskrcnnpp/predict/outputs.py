@@ -27,7 +27,8 @@
   Their polygons trace the pixel edges (vertices on pixel corners, as ImageJ's
   wand and QuPath's own tracing do), so filling a polygon gives back exactly
   its pixels, however small the nucleus. A nucleus in several pieces becomes a
-  multi-polygon (ImageJ: a composite ROI), and holes are kept.
+  multi-polygon (ImageJ: a composite ROI), and holes are kept; holes run
+  against their outer ring, so even-odd and non-zero filling agree.
 """
 import json
 import os
