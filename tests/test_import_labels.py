@@ -178,7 +178,7 @@ def test_skipped_pairs_are_listed_capped_with_a_count(tmp_path, capsys):
 
 def _fails(capsys, argv, *words):
     with pytest.raises(SystemExit) as exit_info:
-        main(argv)
+        main(argv + ["--no-progress"])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1, err
     for word in words:

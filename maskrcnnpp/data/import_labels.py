@@ -29,6 +29,7 @@ import pycocotools.mask as mask_util
 import tifffile
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
+from tqdm import tqdm
 
 from ..errors import MissingFileError, UserError, error_reason, run_command
 from ..predict.inputs import read_image_rgb8
@@ -279,7 +280,7 @@ def _annotations(instances, shape, image_id, first_id):
 
 
 def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None, seed=DEFAULT_SEED,
-                  split_file=None):
+                  split_file=None, progress=False):
     """Import the pairs of ``images_dir`` / ``labels_dir`` as ``output_root/name``; returns an
     ImportSummary. Raises UserError (nothing written) when the inputs cannot make a dataset."""
     check_name(name)
@@ -313,7 +314,8 @@ def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None
         os.makedirs(os.path.join(build, "images"))
         os.makedirs(os.path.join(build, "annotations"))
         entries = {}  # stem -> (image record, instances)
-        for stem, (image_path, label_path) in pairs.items():
+        for stem, (image_path, label_path) in tqdm(pairs.items(), desc=name, unit="pair", disable=not progress,
+                                                    leave=False):
             try:
                 pixels, modality, instances = _convert_pair(image_path, label_path)
             except BadPair as e:
@@ -398,6 +400,7 @@ def build_parser():
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"split seed (default {DEFAULT_SEED})")
     parser.add_argument("--split-file", metavar="FILE",
                         help='JSON {"train": [stems], "val": [...], "test": [...]} to use instead of a seeded split')
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -406,7 +409,7 @@ def _run(argv):
     fractions = {"train": 1.0 - args.val_fraction - args.test_fraction, "val": args.val_fraction,
                  "test": args.test_fraction}
     summary = import_labels(args.images, args.labels, args.name, args.output_root, fractions, args.seed,
-                            args.split_file)
+                            args.split_file, progress=not args.no_progress)
     print(summary.format())
     print(f"Train on it with: DATASETS.TRAIN \"('{args.name}_train',)\"")
     return 0
