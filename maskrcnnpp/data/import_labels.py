@@ -263,12 +263,12 @@ def _seeded_split(modalities, fractions, seed):
     return split
 
 
-def _annotations(instances, shape, image_id, first_id):
+def _annotations(instances, shape, image_id):
+    """COCO annotations (RLE, no ``id`` yet) of one image's instances."""
     annotations = []
-    for n, (y0, x0, crop) in enumerate(instances):
+    for y0, x0, crop in instances:
         rle = encode_mask(crop, shape, offset=(y0, x0))
         annotations.append({
-            "id": first_id + n,
             "image_id": image_id,
             "category_id": 1,
             "segmentation": rle,
@@ -313,7 +313,8 @@ def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None
         build = os.path.join(tmp_dir, "build")
         os.makedirs(os.path.join(build, "images"))
         os.makedirs(os.path.join(build, "annotations"))
-        entries = {}  # stem -> (image record, instances)
+        entries = {}  # stem -> (image record, annotations): RLE, not masks, is kept until the JSON is written
+        image_ids = {stem: n for n, stem in enumerate(sorted(pairs), start=1)}
         for stem, (image_path, label_path) in tqdm(pairs.items(), desc=name, unit="pair", disable=not progress,
                                                     leave=False):
             try:
@@ -323,10 +324,10 @@ def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None
                 continue
             Image.fromarray(pixels).save(os.path.join(build, "images", stem + ".png"))
             height, width = pixels.shape[:2]
-            record = {"file_name": stem + ".png", "height": height, "width": width, "image_key": stem,
-                      "modality": modality,
+            record = {"id": image_ids[stem], "file_name": stem + ".png", "height": height, "width": width,
+                      "image_key": stem, "modality": modality,
                       "median_diameter": median_diameter(int(c.sum()) for _, _, c in instances)}
-            entries[stem] = (record, instances)
+            entries[stem] = (record, _annotations(instances, (height, width), image_ids[stem]))
         if not entries:
             raise UserError(f"--images {images_dir} / --labels {labels_dir}: no usable image/label pair "
                             f"({len(summary.skipped)} skipped; first: {_first_reason(summary)})")
@@ -338,16 +339,15 @@ def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None
                                     "(its pairs are missing or skipped, see above)")
         else:
             split = _seeded_split({s: entries[s][0]["modality"] for s in entries}, fractions, seed)
-        image_ids = {stem: n for n, stem in enumerate(sorted(entries), start=1)}
         next_id = 1
         for k, stems in split.items():
             images, annotations = [], []
             for stem in sorted(stems, key=image_ids.get):
-                record, instances = entries[stem]
-                images.append(dict(id=image_ids[stem], **record))
-                shape = (record["height"], record["width"])
-                annotations += _annotations(instances, shape, image_ids[stem], next_id)
-                next_id += len(instances)
+                record, image_annotations = entries[stem]
+                images.append(record)
+                for annotation in image_annotations:
+                    annotations.append(dict(id=next_id, **annotation))
+                    next_id += 1
             content = {
                 "info": {"description": f"{name} ({k} split), imported from {images_dir} and {labels_dir}"},
                 "images": images,
