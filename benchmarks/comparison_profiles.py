@@ -24,8 +24,12 @@ class Profile:
 
 R18 = {"fpn": "configs/nuclei/mask_rcnn_R_18_FPN_cpu.yaml",
        "nested": "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"}
+R18_DIAMETER = {"fpn": "configs/nuclei/mask_rcnn_R_18_FPN_cpu_diameter.yaml",
+                "nested": "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu_diameter.yaml"}
 R101 = {"fpn": "configs/nuclei/mask_rcnn_R_101_FPN.yaml",
         "nested": "configs/nuclei/mask_rcnn_R_101_NestedFPN.yaml"}
+
+VAL = ("DATASETS.TEST", "('dsb2018_val',)")
 
 PROFILES = {
     "cpu-small": Profile(
@@ -58,6 +62,24 @@ PROFILES = {
         description="cpu-small (ResNet-18, light heads, short side 256, batch 2, 600 iterations, "
                     "dsb2018_train -> dsb2018_test) with the nested FPN's node widths raised from "
                     "32/64/128/128 to 64/64/128/128; the FPN runs are cpu-small's"),
+    # Scale-policy screening (issue 13), scored on dsb2018_val, never on test: one seed,
+    # run with --model fpn (the policy is the model's input, not its neck). The winner
+    # becomes the default of the nuclei configs and the policy of the next test profile.
+    "val-image-size": Profile(
+        configs=R18, seeds=(0,), opts=VAL, test_size=256,
+        description="cpu-small's schedule (ResNet-18, light heads, 600 iterations, batch 2) with "
+                    "today's policy, resize by image size (short side 256), scored on dsb2018_val"),
+    "val-diameter-17": Profile(
+        configs=R18_DIAMETER, seeds=(0,), opts=VAL, test_size=256,
+        description="cpu-small's schedule, images scaled so that their median nucleus is 17 px "
+                    "(x 0.8-1.25 jitter), 256 px training crops; tested in 512 px tiles at the "
+                    "estimated diameter; scored on dsb2018_val"),
+    "val-diameter-12": Profile(
+        configs=R18_DIAMETER, seeds=(0,), opts=VAL + ("INPUT.NUCLEUS_DIAMETER", "12.0"), test_size=256,
+        description="as val-diameter-17 with a 12 px working diameter"),
+    "val-diameter-24": Profile(
+        configs=R18_DIAMETER, seeds=(0,), opts=VAL + ("INPUT.NUCLEUS_DIAMETER", "24.0"), test_size=256,
+        description="as val-diameter-17 with a 24 px working diameter"),
     "smoke": Profile(
         configs=R18, seeds=(0, 1),
         opts=("DATASETS.TRAIN", "('dsb2018_sample_train',)",

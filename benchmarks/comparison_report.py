@@ -200,6 +200,7 @@ def render_markdown(profile_name, profile, runs, command, costs=None):
     lines += object_size_section(runs, models)
     lines += breakdown_section("modality", runs, lambda i: i.get("modality") or "unknown", models)
     lines += breakdown_section("image size (height × width)", runs, size_group, models)
+    lines += scale_section(runs, models)
     lines += method_section(profile_name, profile, runs, command, costs)
     return "\n".join(lines)
 
@@ -255,6 +256,41 @@ def verdict_section(table, paired):
     labels = {key: label for key, label, *_ in METRICS}
     return (["", "Does Mask R-CNN++ beat Mask R-CNN by more than the seed-to-seed spread?", ""]
             + [f"- {labels[k]}: {verdict(table, paired, k)}" for k in HEADLINE])
+
+
+def diameter_errors(run):
+    """Relative errors |estimate - annotated| / annotated of the diameters a run predicted at."""
+    return [abs(i["diameter"] - i["gt_diameter"]) / i["gt_diameter"] for i in run.get("per_image", [])
+            if i.get("diameter") and i.get("gt_diameter")]
+
+
+def scale_section(runs, models):
+    """Diameter-policy runs: metrics at the estimated diameter beside the oracle (annotated) one,
+    and the estimator's median relative error, overall and per image size."""
+    scaled = [r for r in runs if r.get("oracle_scale_metrics")]
+    if not scaled:
+        return []
+    grouped, names = by_model(scaled), model_names(scaled)
+    lines = ["", "## Scale: estimated diameter vs the annotated one (oracle, an upper bound)", "",
+             "| model | runs | fg IoU estimated | fg IoU oracle | DSB mAP estimated | DSB mAP oracle "
+             "| diameter error, median over images (%) |", "| --- | --- |" + " ---: |" * 5]
+    for m in (m for m in models if m in grouped):
+        rs = grouped[m]
+        cells = [fmt(*mean_std([r["metrics"]["nuclei"][key] for r in rs]), decimals=d) + " / "
+                 + fmt(*mean_std([r["oracle_scale_metrics"][key] for r in rs]), decimals=d)
+                 for key, d in (("fg_iou", 2), ("dsb_map", 3))]
+        error = fmt(*mean_std([100 * statistics.median(diameter_errors(r)) for r in rs if diameter_errors(r)]))
+        lines.append(f"| {names[m]} | {len(rs)} | " + " | ".join(c.replace(" / ", " | ") for c in cells)
+                     + f" | {error} |")
+    lines += ["", "Diameter estimate per image size (median relative error, %, pooled over runs):", ""]
+    sizes = defaultdict(list)
+    for r in scaled:
+        for i in r["per_image"]:
+            if i.get("diameter") and i.get("gt_diameter"):
+                sizes[size_group(i)].append(abs(i["diameter"] - i["gt_diameter"]) / i["gt_diameter"])
+    for group in sorted(sizes, key=lambda g: -len(sizes[g])):
+        lines.append(f"- {group}: {100 * statistics.median(sizes[group]):.1f} ({len(sizes[group])} images)")
+    return lines
 
 
 def model_names(runs):

@@ -25,11 +25,13 @@ from measure import REPO, Stopwatch, count_parameters, detector_gmacs, git_commi
 
 import maskrcnnpp  # noqa: E402,F401  (guards and dataset registration before detectron2)
 
+from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.utils.env import seed_all_rng  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from maskrcnnpp.engine import Trainer  # noqa: E402
+from maskrcnnpp.engine.scaled_model import DiameterScaledModel  # noqa: E402
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
 from maskrcnnpp.utils.json_io import write_json_atomic  # noqa: E402
 
@@ -119,8 +121,13 @@ def train_timing(output_dir, segment):
 def evaluate(cfg, model, dataset):
     """NucleiEvaluator results on ``dataset``, and inference timing (model forward only).
 
-    The first two images are a warm-up, left out of the timing.
+    Under INPUT.SCALE_POLICY diameter the model is wrapped as Trainer.test wraps it
+    (rescaled to the working diameter, tiled; the diameter estimated unless
+    TEST.DIAMETER_SOURCE is ground_truth). The first two images are a warm-up, left
+    out of the timing.
     """
+    if cfg.INPUT.SCALE_POLICY == "diameter":
+        model = DiameterScaledModel(cfg, model)
     loader = Trainer.build_test_loader(cfg, dataset)
     evaluator = Trainer.build_evaluator(cfg, dataset, os.path.join(cfg.OUTPUT_DIR, "inference", dataset))
     evaluator.reset()
@@ -138,6 +145,10 @@ def evaluate(cfg, model, dataset):
                 images += len(inputs)
             evaluator.process(inputs, outputs)
     results = evaluator.evaluate()
+    if isinstance(model, DiameterScaledModel):
+        results = dict(results, diameters=[
+            {"file_name": name, "diameter": d, "source": source} for name, d, source in model.diameters
+        ])
     timing = {
         "images_timed": images,
         "wall_s_per_image": watch.wall / images if images else None,
@@ -147,12 +158,34 @@ def evaluate(cfg, model, dataset):
     return results, timing, first_image
 
 
-def per_image_records(output_dir, dataset):
+def per_image_records(output_dir, dataset, diameters=None):
+    """Per-image metrics; under the diameter policy also the diameter used and the annotated one."""
     with open(os.path.join(output_dir, "inference", dataset, "nuclei_metrics.json")) as f:
         images = json.load(f)["images"]
     keep = ("image_id", "height", "width", "modality", "num_gt", "num_pred",
             "fg_iou", "fg_dice", "dsb_map")
-    return [{k: r.get(k) for k in keep} for r in images]
+    records = [{k: r.get(k) for k in keep} for r in images]
+    if diameters:
+        used = {d["file_name"]: d for d in diameters}
+        truth = {r["image_id"]: r for r in DatasetCatalog.get(dataset)}
+        for record in records:
+            image = truth[record["image_id"]]
+            record["gt_diameter"] = image.get("median_diameter")
+            record["diameter"] = used[image["file_name"]]["diameter"]
+            record["diameter_source"] = used[image["file_name"]]["source"]
+    return records
+
+
+def scale_policy(cfg):
+    """The scale policy a run used, as the run JSON records it."""
+    if cfg.INPUT.SCALE_POLICY != "diameter":
+        return {"policy": "image_size", "min_size_train": list(cfg.INPUT.MIN_SIZE_TRAIN),
+                "max_size_train": cfg.INPUT.MAX_SIZE_TRAIN, "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
+                "max_size_test": cfg.INPUT.MAX_SIZE_TEST}
+    return {"policy": "diameter", "nucleus_diameter": cfg.INPUT.NUCLEUS_DIAMETER,
+            "jitter": list(cfg.INPUT.DIAMETER_JITTER), "crop_size": cfg.INPUT.DIAMETER_CROP_SIZE,
+            "tile_size": cfg.TEST.TILE_SIZE, "tile_overlap": cfg.TEST.TILE_OVERLAP,
+            "default_diameter": cfg.TEST.DEFAULT_DIAMETER, "diameter_source": cfg.TEST.DIAMETER_SOURCE}
 
 
 def run_one(profile_name, model_key, seed, runs_dir, output_root, command):
@@ -173,6 +206,14 @@ def run_one(profile_name, model_key, seed, runs_dir, output_root, command):
     timing = train_timing(output_dir, segment)
     model = trainer.model
     results, inference, first_image = evaluate(cfg, model, test_set)
+    diameters = results.pop("diameters", None)
+    oracle = None
+    if cfg.INPUT.SCALE_POLICY == "diameter":  # the upper bound: each image at its annotated diameter
+        oracle_cfg = cfg.clone()
+        oracle_cfg.defrost()
+        oracle_cfg.TEST.DIAMETER_SOURCE, oracle_cfg.TEST.NUCLEI.COCO_AP = "ground_truth", False
+        oracle_cfg.OUTPUT_DIR = os.path.join(output_dir, "oracle_scale")
+        oracle = evaluate(oracle_cfg, model, test_set)[0]["nuclei"]
     image = torch.nn.functional.interpolate(
         first_image[None].float(), size=(profile.test_size,) * 2, mode="bilinear")[0]
     gmacs_total, gmacs_backbone, detections = detector_gmacs(model, image.to(cfg.MODEL.DEVICE))
@@ -185,10 +226,12 @@ def run_one(profile_name, model_key, seed, runs_dir, output_root, command):
         "config": profile.configs[model_key],
         "overrides": opts,
         "test_set": test_set,
+        "scale_policy": scale_policy(cfg),
         "max_iter": cfg.SOLVER.MAX_ITER,
         "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH,
         "metrics": {k: dict(v) for k, v in results.items()},
-        "per_image": per_image_records(output_dir, test_set),
+        "per_image": per_image_records(output_dir, test_set, diameters),
+        "oracle_scale_metrics": oracle,
         "parameters": count_parameters(model),
         "gflops": {"input": [3, profile.test_size, profile.test_size],
                    "whole_model": gmacs_total, "backbone_and_neck": gmacs_backbone,

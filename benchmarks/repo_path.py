@@ -3,16 +3,12 @@
 Benchmarks run as ``python benchmarks/<name>.py`` (or are imported by
 tools/compare.py and the tests), so this folder is on sys.path and each script
 imports this module before maskrcnnpp. It puts the repository root first on
-sys.path, so that the checkout's maskrcnnpp wins over an installed copy, and
-tests/ last, for the synthetic images of tests/synthetic.py.
+sys.path, so that the checkout's maskrcnnpp wins over an installed copy.
 """
 import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTS = os.path.join(REPO, "tests")
 
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
-if TESTS not in sys.path:
-    sys.path.append(TESTS)

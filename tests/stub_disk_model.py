@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from detectron2.structures import Boxes, Instances
 
-from maskrcnnpp.data.synthetic import ellipse_mask
+from maskrcnnpp.data.synthetic import disks, full_masks
 
 
 class StubDiskModel(torch.nn.Module):
@@ -54,20 +54,8 @@ class StubDiskModel(torch.nn.Module):
 
 
 def disks_image(size, diameter, count, seed=0):
-    rng = np.random.default_rng(seed)
-    height, width = size
-    r = diameter / 2.0
-    taken = np.zeros(size, bool)
-    masks = []
-    for _ in range(50 * count):
-        if len(masks) == count:
-            break
-        cy, cx = rng.uniform(r + 2, height - r - 2), rng.uniform(r + 2, width - r - 2)
-        m = ellipse_mask(height, width, cy, cx, r, r)
-        gap = 2 * max(2, int(diameter / 4)) + 1  # apart enough to stay apart when scaled down
-        grown = cv2.dilate(m.astype(np.uint8), np.ones((gap, gap), np.uint8)).astype(bool)
-        if not (grown & taken).any():
-            taken |= m
-            masks.append(m)
-    image = np.repeat(np.where(taken, 200, 20).astype(np.uint8)[:, :, None], 3, axis=2)
-    return image, masks
+    """Up to ``count`` disks of one diameter, whole, and apart enough to stay apart when scaled
+    down; their masks full-size."""
+    gap = max(2, int(diameter / 4))
+    image, placed = disks(size, [diameter] * count, seed, gap=gap, margin=2, tries=50 * count)
+    return image, full_masks(size, placed)

@@ -158,7 +158,10 @@ def test_profiles_build_configs_that_differ_only_in_the_backbone(name, tmp_path)
         assert cfg.SEED == 3 and cfg.OUTPUT_DIR == str(tmp_path)
     for key in ("SOLVER", "INPUT", "DATASETS", "DATALOADER"):
         assert cfgs["fpn"][key] == cfgs["nested"][key], key
-    assert len(profile.seeds) >= 2
+    if name.startswith("val-"):  # a screen, scored on val, never on test: one seed may do
+        assert cfgs["fpn"].DATASETS.TEST == ("dsb2018_val",) and profile.seeds
+    else:
+        assert len(profile.seeds) >= 2 and cfgs["fpn"].DATASETS.TEST != ("dsb2018_val",)
     if name == "cpu-small":
         assert cfgs["fpn"].SOLVER.MAX_ITER == 600 and len(profile.seeds) >= 3
         assert cfgs["fpn"].DATASETS.TEST == ("dsb2018_test",)
@@ -261,3 +264,19 @@ def test_an_ablation_profile_trains_only_its_nested_runs(tmp_path, monkeypatch):
             "--output-root", str(tmp_path / "out")]
     assert nuclei_comparison.main(argv) == 0
     assert calls == [("nested", 0), ("nested", 1), ("nested", 2)]
+
+
+def test_scale_section_sets_the_estimate_beside_the_oracle_and_gives_the_diameter_error():
+    images = [{"height": 256, "width": 256, "gt_diameter": 20.0, "diameter": 22.0},
+              {"height": 256, "width": 256, "gt_diameter": 10.0, "diameter": 9.0},
+              {"height": 1024, "width": 1024, "gt_diameter": 12.0, "diameter": 15.0}]
+    runs = []
+    for seed, (fg, oracle) in enumerate([(70.0, 74.0), (72.0, 76.0)]):
+        run = fake_run("fpn", seed, fg, 0.4, per_image=images)
+        run["oracle_scale_metrics"] = {"fg_iou": oracle, "dsb_map": 0.45}
+        runs.append(run)
+    text = "\n".join(comparison_report.scale_section(runs, ["fpn"]))
+    # errors 10 %, 10 %, 25 %: median 10 %; by size 10 % (256 x 256) and 25 % (1024 x 1024)
+    assert "| Mask R-CNN (FPN) | 2 | 71.00 ± 1.41 | 75.00 ± 1.41 | 0.400 ± 0.000 | 0.450 ± 0.000 | 10.00 ± 0.00 |" in text
+    assert "- 256×256: 10.0 (4 images)" in text and "- 1024×1024: 25.0 (2 images)" in text
+    assert comparison_report.scale_section([fake_run("fpn", 0, 70.0, 0.4)], ["fpn"]) == []

@@ -2,7 +2,6 @@ import json
 import os
 import uuid
 
-import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
@@ -17,19 +16,9 @@ from maskrcnnpp import add_maskrcnnpp_config
 from maskrcnnpp.evaluation import NucleiEvaluator
 from maskrcnnpp.data.segmentation import decode_segmentation, encode_mask
 from maskrcnnpp.evaluation.nuclei_evaluator import ground_truth_as_instances
+from square_masks import polygon_of, square
 
 SQUARES_PER_DENSE_IMAGE = 150
-
-
-def square(shape, y, x, size):
-    mask = np.zeros(shape, dtype=bool)
-    mask[y : y + size, x : x + size] = True
-    return mask
-
-
-def polygon_of(y, x, size):
-    # Corners on pixel boundaries; rasterizes to the size x size square at (y, x).
-    return [[x, y, x + size, y, x + size, y + size, x, y + size]]
 
 
 def synthetic_images():

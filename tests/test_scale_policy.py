@@ -9,7 +9,7 @@ from maskrcnnpp.data.augmentation import DiameterAugInput, RescaleCropToDiameter
 from maskrcnnpp.data.diameter import equivalent_diameter, fill_missing_diameters, median_diameter
 from maskrcnnpp.data.diameter_mapper import DiameterDatasetMapper
 from maskrcnnpp.errors import ConfigError
-from maskrcnnpp.data.synthetic import ellipse_mask, make_dataset
+from maskrcnnpp.data.synthetic import disks, full_masks, make_dataset
 
 
 def scale_cfg(**input_keys):
@@ -22,22 +22,10 @@ def scale_cfg(**input_keys):
 
 
 def disks_image(diameters, size=(200, 240), seed=0):
-    """A grey image with one disk per diameter, none touching another or the border."""
-    rng = np.random.default_rng(seed)
-    height, width = size
-    taken = np.zeros(size, bool)
-    masks = []
-    for d in diameters:
-        r = d / 2.0
-        for _ in range(1000):
-            cy, cx = rng.uniform(r + 1, height - r - 1), rng.uniform(r + 1, width - r - 1)
-            m = ellipse_mask(height, width, cy, cx, r, r)
-            if not (m & taken).any():
-                break
-        taken |= m
-        masks.append(m)
-    image = np.where(taken, 180, 30).astype(np.uint8)
-    return np.repeat(image[:, :, None], 3, axis=2), masks
+    """A grey image with one disk per diameter, whole inside the border, none overlapping."""
+    image, placed = disks(size, diameters, seed, gap=0, margin=1, tries=1000)
+    assert len(placed) == len(diameters)
+    return image, full_masks(size, placed)
 
 
 def mask_median_diameter(masks):

@@ -6,17 +6,7 @@ import pycocotools.mask as mask_util
 import pytest
 
 from maskrcnnpp.data.segmentation import LazyMasks, decode_segmentation, encode_mask
-
-
-def square(shape, y, x, size):
-    mask = np.zeros(shape, dtype=bool)
-    mask[y : y + size, x : x + size] = True
-    return mask
-
-
-def polygon_of(y, x, size):
-    # Corners on pixel boundaries; rasterizes to the size x size square at (y, x).
-    return [[x, y, x + size, y, x + size, y + size, x, y + size]]
+from square_masks import polygon_of, square
 
 
 def test_decode_segmentation_formats():

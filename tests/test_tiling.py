@@ -5,6 +5,7 @@ import pytest
 
 from maskrcnnpp.predict.predictor import CroppedMask, Detection
 from maskrcnnpp.predict.tiling import predict_tiled, tile_grid, tile_starts
+from maskrcnnpp.data import synthetic
 from maskrcnnpp.data.synthetic import ellipse_mask
 
 TILE, OVERLAP = 128, 32
@@ -25,26 +26,10 @@ def stub_predict(image):
 
 
 def disks(size, diameters, seed):
-    """Bright disks on a dark image, none touching another (8-connectivity); their masks as
-    CroppedMasks (windows around each disk)."""
-    rng = np.random.default_rng(seed)
-    height, width = size
-    taken = np.zeros(size, bool)
-    masks = []
-    for d in diameters:
-        r = d / 2.0
-        for _ in range(200):
-            cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-            y0, y1 = max(0, int(cy - r) - 2), min(height, int(cy + r) + 3)  # the disk's window + 1 px
-            x0, x1 = max(0, int(cx - r) - 2), min(width, int(cx + r) + 3)
-            local = ellipse_mask(y1 - y0, x1 - x0, cy - y0, cx - x0, r, r)
-            grown = cv2.dilate(local.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-            if local.any() and not (grown & taken[y0:y1, x0:x1]).any():
-                taken[y0:y1, x0:x1] |= local
-                masks.append(CroppedMask(y0, x0, local))
-                break
-    image = np.repeat(np.where(taken, 200, 20).astype(np.uint8)[:, :, None], 3, axis=2)
-    return image, masks
+    """Bright disks on a dark image, none touching another (8-connectivity), some cut by the
+    border; their masks as CroppedMasks (windows around each disk)."""
+    image, placed = synthetic.disks(size, diameters, seed, gap=1, margin=None, tries=200)
+    return image, [CroppedMask(y0, x0, window) for y0, x0, window in placed]
 
 
 def as_set(detections):

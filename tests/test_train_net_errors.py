@@ -123,6 +123,7 @@ def test_unknown_dataset_names_the_closest_ones(train_net, repo_root, capsys):
         (["MODEL.NESTED_FPN.NO_SUCH_KEY", "1"], "config override: Non-existent key: MODEL.NESTED_FPN.NO_SUCH_KEY"),
         (["SOLVER.MAX_ITER", "many"], "SOLVER.MAX_ITER"),
         (["SOLVER.MAX_ITER"], "config overrides come in KEY VALUE pairs; 'SOLVER.MAX_ITER' has no value"),
+        (["TEST.TILE_SIZE", "64", "TEST.TILE_OVERLAP", "80"], "TEST.TILE_SIZE (64) must be larger than TEST.TILE_OVERLAP (80)"),
     ],
 )
 def test_bad_config_values(train_net, repo_root, tmp_path, capsys, override, message):

@@ -7,7 +7,7 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_setup
 
-from ..config import add_maskrcnnpp_config
+from ..config import add_maskrcnnpp_config, check_scale_config
 from ..data.datasets import register_own_datasets
 from ..errors import ConfigError, MissingFileError, UserError, error_reason
 from ..modeling.nested_fpn import validate_nested_fpn_config
@@ -40,6 +40,7 @@ def load_cfg(config_file: str, opts=()):
         cfg.merge_from_list(opts)
     except (KeyError, ValueError, AssertionError) as e:
         raise ConfigError(f"config override: {_yacs_reason(e)}") from None
+    check_scale_config(cfg)  # e.g. a tile smaller than its overlap: named now, not at the first image
     return cfg
 
 

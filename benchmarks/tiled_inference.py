@@ -1,0 +1,222 @@
+#!/usr/bin/env python
+"""Tiled prediction of big images: mosaics of one sample image, nuclei counted, duplicates, memory.
+
+    DETECTRON2_DATASETS=datasets OMP_NUM_THREADS=2 python benchmarks/tiled_inference.py \
+        --config-file configs/nuclei/mask_rcnn_R_18_FPN_cpu_diameter.yaml \
+        --weights output/compare/val-diameter-17/fpn_seed0/model_final.pth --sizes 4000 8000
+
+Predicts one image of the embedded sample (its nuclei found on the image alone
+are the reference), then mosaics of copies of it, each copy framed by a
+background gap wider than a nucleus so that no nucleus is cut at a seam. A
+mosaic is predicted exactly as ``tools/predict.py`` does (label image and COCO
+JSON written; the overlay too below --overlay-max-side), in a fresh process
+whose peak memory (RSS) is read when it ends. Reports nuclei found against
+copies x nuclei on one copy (within 5 % expected), duplicate pairs (two
+detections of one nucleus at mask IoU >= 0.5), peak RSS and megapixels per
+second. First, the stitching check with the real model: the largest sample
+image predicted in small tiles against the same image in one tile (share of
+the untiled nuclei matched at mask IoU >= 0.9, >= 99 % expected, and duplicate
+pairs). Writes a markdown table to benchmarks/results/tiled_inference_cpu.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+from repo_path import REPO  # this checkout's maskrcnnpp first on sys.path
+from measure import git_commit, machine_description  # noqa: E402
+
+# The tiled-vs-untiled check: the largest sample image (520 x 696 fluorescence, 150 nuclei).
+CHECK_IMAGE = "maskrcnnpp/data/builtin/sample/images/e7a3a7c99483c243742b6cfa74e81cd48f126dcef004016ad0151df6c16a6243.png"
+# The sample image mosaicked by default: a 256 x 256 fluorescence image of the embedded sample.
+SAMPLE_IMAGE = "maskrcnnpp/data/builtin/sample/images/0a7d30b252359a10fd298b638b90cb9ada3acced4e0c0e5a3692013f432ee4e9.png"
+
+
+def mosaic(tile, side, gap):
+    """A side x side image of copies of ``tile`` on its background colour, ``gap`` px apart;
+    returns the image and the number of whole copies in it."""
+    background = np.median(tile.reshape(-1, tile.shape[2]), axis=0).astype(np.uint8)
+    image = np.empty((side, side, tile.shape[2]), dtype=np.uint8)
+    image[:] = background
+    step_y, step_x = tile.shape[0] + gap, tile.shape[1] + gap
+    copies = 0
+    for y in range(gap, side - tile.shape[0] + 1, step_y):
+        for x in range(gap, side - tile.shape[1] + 1, step_x):
+            image[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+            copies += 1
+    return image, copies
+
+
+def duplicate_pairs(records):
+    """Pairs of detections (COCO records) whose masks overlap at IoU >= 0.5, found box by box."""
+    from maskrcnnpp.data.segmentation import decode_segmentation
+
+    boxes = np.array([r["bbox"] for r in records], dtype=np.float64).reshape(-1, 4)
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    pairs = 0
+    for i in range(len(records)):
+        near = np.flatnonzero((x0 < x1[i]) & (x1 > x0[i]) & (y0 < y1[i]) & (y1 > y0[i]))
+        for j in near[near > i]:
+            a, b = (decode_segmentation(records[k]["segmentation"]) for k in (i, j))
+            union = np.count_nonzero(a | b)
+            if union and np.count_nonzero(a & b) / union >= 0.5:
+                pairs += 1
+    return pairs
+
+
+def tiled_vs_untiled(args, image_path, small_tile=256, overlap=80):
+    """Predict one image in one tile and in ``small_tile`` px tiles; (untiled nuclei, share of
+    them matched by a tiled one at IoU >= 0.9, duplicate pairs among the tiled ones)."""
+    import maskrcnnpp  # noqa: F401
+    from maskrcnnpp.engine.setup import load_cfg
+    from maskrcnnpp.predict import NucleiPredictor, read_image_rgb8
+
+    image = read_image_rgb8(image_path)
+    results = {}
+    for name, size in (("untiled", 4 * max(image.shape)), ("tiled", small_tile)):
+        cfg = load_cfg(args.config_file, ["MODEL.WEIGHTS", args.weights, "TEST.TILE_SIZE", str(size),
+                                          "TEST.TILE_OVERLAP", str(overlap)])
+        results[name] = NucleiPredictor(cfg, config_file=args.config_file)(image, diameter=args.check_diameter)
+    shape = image.shape[:2]
+    untiled = [d.mask.full(shape) for d in results["untiled"]]
+    tiled = [d.mask.full(shape) for d in results["tiled"]]
+    matched = 0
+    for mask in untiled:
+        best = max((np.count_nonzero(mask & t) / max(1, np.count_nonzero(mask | t)) for t in tiled), default=0)
+        matched += best >= 0.9
+    duplicates = sum(
+        1 for i in range(len(tiled)) for j in range(i + 1, len(tiled))
+        if np.count_nonzero(tiled[i] | tiled[j]) and
+        np.count_nonzero(tiled[i] & tiled[j]) / np.count_nonzero(tiled[i] | tiled[j]) >= 0.5
+    )
+    return len(untiled), (matched / len(untiled) if untiled else float("nan")), duplicates, len(tiled)
+
+
+def predict_in_child(args, image_path, output, overlay):
+    """Run maskrcnnpp.predict on one image in a fresh process; its wall time and peak RSS (MiB)."""
+    code = (
+        "import sys, resource, maskrcnnpp\n"
+        "from maskrcnnpp.predict.cli import main\n"
+        "status = main(sys.argv[1:])\n"
+        "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "sys.exit(status)\n"
+    )
+    argv = ["--config-file", args.config_file, "--input", image_path, "--output", output, "--no-progress",
+            "--diameter", str(args.diameter)]
+    if not overlay and args.formats_flag:
+        argv += [args.formats_flag, args.formats_without_overlay]
+    argv += ["MODEL.WEIGHTS", args.weights]
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                            cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"prediction of {image_path} failed:\n{result.stderr[-3000:]}")
+    peak = [line for line in result.stdout.splitlines() if line.startswith("PEAK_RSS_KIB")]
+    return wall, int(peak[-1].split()[1]) / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 8000])
+    parser.add_argument("--diameter", type=float, default=17.0,
+                        help="nucleus diameter of the sample image, px (given, so no estimate pass)")
+    parser.add_argument("--check-image", default=CHECK_IMAGE, help="image of the tiled-vs-untiled check")
+    parser.add_argument("--check-diameter", type=float, default=27.0,
+                        help="its nuclei's diameter, px (the sample's annotated median)")
+    parser.add_argument("--gap", type=int, default=40, help="background between copies, px")
+    parser.add_argument("--image", default=SAMPLE_IMAGE)
+    parser.add_argument("--overlay-max-side", type=int, default=4000,
+                        help="mosaics larger than this are predicted without the overlay")
+    parser.add_argument("--formats-flag", default="",
+                        help="predict's option choosing outputs (e.g. --formats), to leave the overlay out")
+    parser.add_argument("--formats-without-overlay", default="labels,coco")
+    parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "tiled_inference_cpu.md"))
+    args = parser.parse_args()
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+    check = tiled_vs_untiled(args, os.path.join(REPO, args.check_image))
+    print("tiled vs untiled:", check, flush=True)
+    tile = np.asarray(Image.open(os.path.join(REPO, args.image)).convert("RGB"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        single_path = os.path.join(tmp, "single.png")
+        Image.fromarray(tile).save(single_path)
+        predict_in_child(args, single_path, os.path.join(tmp, "single"), overlay=True)
+        with open(os.path.join(tmp, "single", "coco_instances_results.json")) as f:
+            per_copy = len(json.load(f))
+        for side in args.sizes:
+            image, copies = mosaic(tile, side, args.gap)
+            path = os.path.join(tmp, f"mosaic_{side}.png")
+            Image.fromarray(image).save(path)
+            del image
+            out = os.path.join(tmp, f"out_{side}")
+            overlay = side <= args.overlay_max_side
+            wall, peak_mib = predict_in_child(args, path, out, overlay)
+            with open(os.path.join(out, "coco_instances_results.json")) as f:
+                records = json.load(f)
+            expected = copies * per_copy
+            rows.append({
+                "side": side, "copies": copies, "expected": expected, "found": len(records),
+                "deviation": 100.0 * (len(records) - expected) / expected if expected else float("nan"),
+                "duplicates": duplicate_pairs(records), "peak_mib": peak_mib,
+                "mp_per_s": side * side / 1e6 / wall, "wall_s": wall, "overlay": overlay,
+            })
+            print(rows[-1], flush=True)
+    text = render(rows, per_copy, args, command, check)
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    from maskrcnnpp.utils.json_io import atomic_write
+
+    with atomic_write(args.output) as f:
+        f.write(text)
+    print(text)
+
+
+def render(rows, per_copy, args, command, check):
+    untiled, matched, duplicates, tiled = check
+    lines = [
+        "# Tiled prediction of big images (CPU)",
+        "",
+        f"Stitching check: `{os.path.basename(args.check_image)}` (520 x 696) predicted at "
+        f"`--diameter {args.check_diameter:g}` in one tile gives {untiled} nuclei; in 256 px tiles "
+        f"(80 px overlap) {tiled}: {100 * matched:.1f} % of the untiled nuclei matched at mask IoU >= 0.9, "
+        f"{duplicates} duplicate pairs.",
+        "",
+        f"Mosaics of `{os.path.basename(args.image)}` ({per_copy} nuclei found on it alone), copies "
+        f"{args.gap} px apart on its background colour, predicted with `--diameter {args.diameter:g}` "
+        f"by `{args.config_file}` (weights `{args.weights}`). Expected = copies x nuclei on one copy.",
+        "",
+        "| mosaic | copies | expected | found | found vs expected | duplicate pairs (IoU >= 0.5) "
+        "| peak RSS (MiB) | MP/s | wall (s) | overlay |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['side']}x{r['side']} | {r['copies']} | {r['expected']} | {r['found']} | {r['deviation']:+.2f} % "
+            f"| {r['duplicates']} | {r['peak_mib']:.0f} | {r['mp_per_s']:.3f} | {r['wall_s']:.0f} "
+            f"| {'drawn' if r['overlay'] else 'not drawn'} |"
+        )
+    lines += [
+        "",
+        f"- command: `{command}`",
+        f"- machine: {machine_description('cpu')}; peak RSS is the prediction process's own "
+        f"(ru_maxrss), with the label image and JSON written",
+        f"- git commit: {git_commit()}; date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
