@@ -25,6 +25,8 @@ setup(
         "matplotlib",
         "tqdm",
         "opencv-python-headless",
+        "tifffile",  # 32-bit label images (StarDist), TIFF inputs
+        "roifile",  # ImageJ/Fiji ROI sets written by predict
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout"]},
     # Each user-facing command; tools/<name>.py runs the same main from a checkout.
@@ -33,6 +35,7 @@ setup(
         "console_scripts": [
             "maskrcnnpp-demo=maskrcnnpp.demo:main",
             "maskrcnnpp-prepare-dsb2018=maskrcnnpp.data.prepare_dsb2018:main",
+            "maskrcnnpp-import-labels=maskrcnnpp.data.import_labels:main",
             "maskrcnnpp-predict=maskrcnnpp.predict.cli:main",
             "maskrcnnpp-evaluate-gt-as-predictions=maskrcnnpp.evaluation.gt_as_predictions:main",
         ]

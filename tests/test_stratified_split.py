@@ -98,3 +98,15 @@ def test_the_dsb2018_split_script_fails_in_one_line_on_a_bad_source(tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith(f"make_dsb2018_split: error: {source}: 10 usable images, but the split sizes sum to 670")
     assert len(err.splitlines()) == 1 and not (tmp_path / "split.json").exists()
+
+
+def test_small_subsets_shared_by_several_strata_lose_no_item():
+    # Two strata of at least 3 items, but val and test have room for one item each: the
+    # one-per-stratum minimum must yield to the subset sizes, and every item is still placed.
+    strata = {f"c{i}": "colour" for i in range(5)}
+    strata.update({f"g{i}": "grey" for i in range(7)})
+    sizes = sizes_from_fractions(12, {"train": 0.8, "val": 0.1, "test": 0.1})
+    split, counts = stratified_split(strata, sizes, seed=2018)
+    assert {k: len(v) for k, v in split.items()} == sizes == {"train": 10, "val": 1, "test": 1}
+    assert sorted(i for ids in split.values() for i in ids) == sorted(strata)
+    assert all(n >= 0 for per in counts.values() for n in per.values())

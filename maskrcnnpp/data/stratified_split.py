@@ -35,10 +35,13 @@ def allocate(stratum_sizes, targets):
     total = sum(targets.values())
     quota = {s: {k: m * targets[k] / total for k in targets} for s, m in stratum_sizes.items()}
     alloc = {s: {k: int(q) for k, q in quota[s].items()} for s in quota}
-    for s, m in stratum_sizes.items():
+    given = {k: sum(alloc[s][k] for s in alloc) for k in targets}
+    for s, m in sorted(stratum_sizes.items(), key=lambda item: -item[1]):  # largest strata first
         if m >= len(targets):
             for k in targets:
-                alloc[s][k] = max(alloc[s][k], 1)
+                if alloc[s][k] == 0 and given[k] < targets[k]:  # never beyond the subset's size
+                    alloc[s][k] = 1
+                    given[k] += 1
             while sum(alloc[s].values()) > m:  # the minimums overfilled a small stratum
                 k = max((k for k in targets if alloc[s][k] > 1), key=lambda k: alloc[s][k] - quota[s][k])
                 alloc[s][k] -= 1
@@ -53,7 +56,7 @@ def allocate(stratum_sizes, targets):
             deficit[k] -= 1
     for s in sorted(alloc):  # rare: what the remainders could not place
         for k in targets:
-            n = min(left[s], deficit[k])
+            n = max(0, min(left[s], deficit[k]))
             alloc[s][k] += n
             left[s] -= n
             deficit[k] -= n

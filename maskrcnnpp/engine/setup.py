@@ -8,6 +8,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_setup
 
 from ..config import add_maskrcnnpp_config, check_scale_config
+from ..data.datasets import register_own_datasets
 from ..errors import ConfigError, MissingFileError, UserError, error_reason
 from ..modeling.nested_fpn import validate_nested_fpn_config
 from .checkpoint import read_checkpoint
@@ -50,10 +51,14 @@ def _yacs_reason(error):
 
 def check_datasets(cfg, keys=("TRAIN", "TEST")):
     """Every name in DATASETS.<key> must be registered, and its files present (checked
-    before training, not when evaluation first reads the test set)."""
+    before training, not when evaluation first reads the test set). An unknown name first
+    rescans $DETECTRON2_DATASETS, for a set imported after the package was imported."""
     registered = DatasetCatalog.list()
     for key in keys:
         for name in cfg.DATASETS[key]:
+            if name not in registered:
+                register_own_datasets()
+                registered = DatasetCatalog.list()
             if name in registered:
                 _check_dataset_files(key, name)
                 continue
@@ -61,7 +66,8 @@ def check_datasets(cfg, keys=("TRAIN", "TEST")):
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise ConfigError(
                 f"DATASETS.{key}: unknown dataset {name!r} ({hint}{len(registered)} datasets are registered; "
-                "DSB2018 needs `python datasets/prepare_dsb2018.py` first, see the README)"
+                "DSB2018 needs `python tools/prepare_dsb2018.py` first, your own label images "
+                "`python tools/import_labels.py`, see the README)"
             )
 
 

@@ -12,16 +12,23 @@ evaluator. Example:
 import argparse
 import json
 import sys
+import tempfile
 import time
 
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..data.datasets import register_own_datasets
 from .nuclei_evaluator import NucleiEvaluator, ground_truth_as_instances
 
 __all__ = ["evaluate_gt", "main"]
 
 
 def evaluate_gt(dataset_name, output_dir=None, coco_ap=True):
+    if output_dir is None and coco_ap and MetadataCatalog.get(dataset_name).get("json_file", None) is None:
+        # No COCO file of its own (e.g. a _grey/_colour subset): COCOEvaluator converts the dicts
+        # into a file in its output folder, which it needs even when nothing else is kept.
+        with tempfile.TemporaryDirectory() as scratch:
+            return evaluate_gt(dataset_name, scratch, coco_ap)
     records = DatasetCatalog.get(dataset_name)
     densest = max(len(r.get("annotations", [])) for r in records)
     evaluator = NucleiEvaluator(
@@ -44,8 +51,15 @@ def check_available(names):
     registered = set(DatasetCatalog.list())
     for name in names:
         if name not in registered:
-            nuclei = sorted(n for n in registered if n.startswith("dsb2018"))
-            return f"dataset '{name}' is not registered (nuclei datasets: {', '.join(nuclei)})"
+            register_own_datasets()  # a set imported after the package was imported
+            registered = set(DatasetCatalog.list())
+        if name not in registered:
+            nuclei = sorted(
+                n for n in registered
+                if MetadataCatalog.get(n).get("evaluator_type", None) == "nuclei"
+                and MetadataCatalog.get(n).get("parent_dataset", None) is None  # not the _grey/_colour subsets
+            )
+            return f"dataset '{name}' is not registered (nuclei datasets, each also as _grey/_colour: {', '.join(nuclei)})"
     return None
 
 

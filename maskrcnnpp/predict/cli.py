@@ -1,7 +1,8 @@
 """``maskrcnnpp-predict`` / ``tools/predict.py``: the command line and the per-image loop.
 
 For each input image: read it (inputs.py), predict (predictor.py), write the
-label image, the overlay and its COCO records (outputs.py). A failing image is
+outputs chosen by ``--formats`` (outputs.py): the overlay, the label image, its
+COCO records, an ImageJ/Fiji ROI set and a QuPath GeoJSON (default: all). A failing image is
 reported in one line and skipped; the others go on.
 
 ``--diameter D`` (or INPUT.SCALE_POLICY diameter, which estimates it per image)
@@ -9,6 +10,7 @@ predicts at the working scale in tiles. An image with more than 65,535 nuclei
 gets a 32-bit TIFF label image instead of the 16-bit PNG, and the user is told.
 """
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -23,14 +25,17 @@ from tqdm import tqdm
 from ..engine.setup import load_cfg
 from ..errors import EXIT_USER_ERROR, UserError, debug_enabled
 from ..utils.json_io import atomic_write
-from .inputs import expand_inputs, output_stems, prepare_output_dir, read_image_rgb8
+from .inputs import OUTPUT_FORMATS, expand_inputs, output_stems, parse_formats, prepare_output_dir, read_image_rgb8
 from .outputs import (
     RESULTS_FILE_NAME,
     CocoResultsWriter,
     build_label_image,
     coco_records,
     draw_overlay,
+    nucleus_polygons,
+    write_imagej_rois,
     write_label_image,
+    write_qupath_geojson,
 )
 from .predictor import NucleiPredictor, check_diameter
 
@@ -51,8 +56,9 @@ _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="maskrcnnpp-predict",
-        description="Predict nuclei with a trained Mask R-CNN / Mask R-CNN++: an overlay PNG and a "
-        "16-bit label image per input, and one COCO results JSON for all of them.",
+        description="Predict nuclei with a trained Mask R-CNN / Mask R-CNN++: per input an overlay PNG, a "
+        "16-bit label image, an ImageJ/Fiji ROI set and a QuPath GeoJSON, and one COCO results JSON for "
+        "all of them (--formats chooses).",
         epilog="Example: python tools/predict.py --config-file "
         "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml --input images/ --output predictions "
         "MODEL.WEIGHTS output/model_final.pth",
@@ -64,8 +70,14 @@ def build_parser():
     )
     parser.add_argument(
         "--output", metavar="DIR",
-        help="output folder (default: OUTPUT_DIR/predictions); gets overlays/, labels/ and "
-        "coco_instances_results.json",
+        help="output folder (default: OUTPUT_DIR/predictions); gets overlays/, labels/, imagej/, qupath/ "
+        "and coco_instances_results.json (those of --formats)",
+    )
+    parser.add_argument(
+        "--formats", default="all", metavar="LIST",
+        help="comma-separated outputs to write (default: all): overlay (overlays/<name>.png), labels "
+        "(labels/<name>.png, 16-bit label image), coco (coco_instances_results.json), imagej "
+        "(imagej/<name>.zip, Fiji ROI Manager set), qupath (qupath/<name>.geojson, QuPath objects)",
     )
     parser.add_argument(
         "--score-threshold", type=float, default=None, metavar="S",
@@ -113,8 +125,9 @@ def main(argv=None):
             print(f"error: {e}", file=sys.stderr)
             return EXIT_FATAL
     try:
+        formats = parse_formats(args.formats)
         cfg = load_cfg(args.config_file, opts)
-        layout = prepare_output_dir(args.output or os.path.join(cfg.OUTPUT_DIR, "predictions"))
+        layout = prepare_output_dir(args.output or os.path.join(cfg.OUTPUT_DIR, "predictions"), formats)
         predictor = NucleiPredictor(cfg, config_file=args.config_file)
         predictor.progress = not args.no_progress
         summary = predict_batch(predictor, inputs, layout, progress=not args.no_progress, diameter=args.diameter)
@@ -123,10 +136,9 @@ def main(argv=None):
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FATAL
-    print(
-        f"{len(summary.images)} image(s), {summary.num_nuclei} nuclei -> {summary.output_dir} "
-        f"(overlays/, labels/, {os.path.basename(summary.results_json)})"
-    )
+    written = [os.path.basename(folder) + "/" for folder in layout.folders()]
+    written += [os.path.basename(summary.results_json)] if summary.results_json else []
+    print(f"{len(summary.images)} image(s), {summary.num_nuclei} nuclei -> {summary.output_dir} ({', '.join(written)})")
     if summary.errors:
         print(f"{len(summary.errors)} input(s) failed, see the errors above", file=sys.stderr)
         return EXIT_SOME_INPUTS_FAILED
@@ -136,16 +148,18 @@ def main(argv=None):
 @dataclass
 class ImageResult:
     input_path: str
-    overlay_path: str
-    label_path: str
+    overlay_path: Optional[str]  # None for a format not written
+    label_path: Optional[str]
     num_nuclei: int
     diameter: Optional[float] = None  # nucleus diameter predicted at (None: resized by image size)
+    imagej_path: Optional[str] = None
+    qupath_path: Optional[str] = None
 
 
 @dataclass
 class BatchSummary:
     output_dir: str
-    results_json: str
+    results_json: Optional[str]  # None when "coco" is not among the formats
     images: List[ImageResult] = field(default_factory=list)
     errors: List[str] = field(default_factory=list)
 
@@ -173,23 +187,38 @@ def predict_image(predictor, path, stem, image_id, layout, results_writer, diame
     labels, kept = build_label_image(detections, shape)
     kept_detections = [detections[i] for i in kept]
     del detections
-    label_path, overlay_path = layout.label_path(stem), layout.overlay_path(stem)
-    if labels.dtype == np.uint16:
-        with atomic_write(label_path, "wb") as f:
-            write_label_image(labels, f)
-    else:
-        label_path = os.path.splitext(label_path)[0] + ".tif"
-        warn(f"{path}: {len(kept_detections)} nuclei do not fit a 16-bit PNG; the label image is "
-             f"a 32-bit TIFF, {label_path}")
-        with atomic_write(label_path, "wb") as f:
-            Image.fromarray(labels).save(f, format="TIFF")
-    overlay, drawn = draw_overlay(image, labels, [d.mask for d in kept_detections])
-    assert drawn == len(kept_detections), "every labelled nucleus owns pixels, so it is drawn"
-    with atomic_write(overlay_path, "wb") as f:
-        Image.fromarray(overlay).save(f, format="PNG")
-    results_writer.add(coco_records(kept_detections, image_id, path, shape))
+    formats = getattr(layout, "formats", OUTPUT_FORMATS)
+    label_path = overlay_path = imagej_path = qupath_path = None
+    if "labels" in formats:
+        label_path = layout.label_path(stem)
+        if labels.dtype == np.uint16:
+            with atomic_write(label_path, "wb") as f:
+                write_label_image(labels, f)
+        else:
+            label_path = os.path.splitext(label_path)[0] + ".tif"
+            warn(f"{path}: {len(kept_detections)} nuclei do not fit a 16-bit PNG; the label image is "
+                 f"a 32-bit TIFF, {label_path}")
+            with atomic_write(label_path, "wb") as f:
+                Image.fromarray(labels).save(f, format="TIFF")
+    if "overlay" in formats:
+        overlay_path = layout.overlay_path(stem)
+        overlay, drawn = draw_overlay(image, labels, [d.mask for d in kept_detections])
+        assert drawn == len(kept_detections), "every labelled nucleus owns pixels, so it is drawn"
+        with atomic_write(overlay_path, "wb") as f:
+            Image.fromarray(overlay).save(f, format="PNG")
+    if "imagej" in formats or "qupath" in formats:
+        nuclei = nucleus_polygons(labels, [d.mask for d in kept_detections])
+        if "imagej" in formats:
+            imagej_path = layout.imagej_path(stem)
+            write_imagej_rois(imagej_path, nuclei)
+        if "qupath" in formats:
+            qupath_path = layout.qupath_path(stem)
+            write_qupath_geojson(qupath_path, nuclei, [d.score for d in kept_detections])
+    if results_writer is not None:
+        results_writer.add(coco_records(kept_detections, image_id, path, shape))
     return ImageResult(
-        path, overlay_path, label_path, len(kept_detections), getattr(predictor, "last_diameter", None)
+        path, overlay_path, label_path, len(kept_detections), getattr(predictor, "last_diameter", None),
+        imagej_path, qupath_path,
     )
 
 
@@ -202,7 +231,8 @@ def predict_batch(predictor, input_specs, layout, progress=True, report=None, di
     image or failed.
     """
     report = report or (lambda message: tqdm.write(message, file=sys.stderr))
-    summary = BatchSummary(layout.root, os.path.join(layout.root, RESULTS_FILE_NAME))
+    write_coco = "coco" in getattr(layout, "formats", OUTPUT_FORMATS)
+    summary = BatchSummary(layout.root, os.path.join(layout.root, RESULTS_FILE_NAME) if write_coco else None)
 
     def fail(message):
         summary.errors.append(message)
@@ -211,8 +241,10 @@ def predict_batch(predictor, input_specs, layout, progress=True, report=None, di
     paths, input_errors = expand_inputs(input_specs)
     for message in input_errors:
         fail(message)
-    with atomic_write(summary.results_json, "w", encoding="utf-8") as results_file:
-        writer = CocoResultsWriter(results_file)
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if write_coco:
+            writer = CocoResultsWriter(stack.enter_context(atomic_write(summary.results_json, "w", encoding="utf-8")))
         bar = tqdm(paths, desc="predict", unit="image", disable=not progress, file=sys.stderr)
         for image_id, (path, stem) in enumerate(zip(bar, output_stems(paths)), start=1):
             try:
@@ -223,5 +255,6 @@ def predict_batch(predictor, input_specs, layout, progress=True, report=None, di
                 fail(str(e))
             except OSError as e:  # writing an output failed (disk full, permissions)
                 fail(f"{path}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""))
-        writer.finish()
+        if writer is not None:
+            writer.finish()
     return summary

@@ -23,11 +23,14 @@ from PIL import Image, ImageOps
 from ..errors import UserError, error_reason
 
 __all__ = [
+    "DEFAULT_FORMATS",
     "HIGH_DEPTH_PERCENTILES",
     "IMAGE_EXTENSIONS",
+    "OUTPUT_FORMATS",
     "OutputLayout",
     "expand_inputs",
     "output_stems",
+    "parse_formats",
     "prepare_output_dir",
     "read_image_rgb8",
     "rescale_to_uint8",
@@ -134,13 +137,27 @@ def rescale_to_uint8(values, percentiles=HIGH_DEPTH_PERCENTILES):
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-class OutputLayout:
-    """``<root>/overlays/<stem>.png``, ``<root>/labels/<stem>.png`` and one results JSON."""
+# What prediction can write per image (and, for "coco", one results JSON for the batch).
+OUTPUT_FORMATS = ("overlay", "labels", "coco", "imagej", "qupath")
+DEFAULT_FORMATS = OUTPUT_FORMATS
 
-    def __init__(self, root):
+
+class OutputLayout:
+    """``<root>/overlays/<stem>.png``, ``<root>/labels/<stem>.png``, ``<root>/imagej/<stem>.zip``,
+    ``<root>/qupath/<stem>.geojson`` and one results JSON; ``formats`` says which are written."""
+
+    def __init__(self, root, formats=DEFAULT_FORMATS):
         self.root = root
+        self.formats = tuple(formats)
         self.overlays = os.path.join(root, "overlays")
         self.labels = os.path.join(root, "labels")
+        self.imagej = os.path.join(root, "imagej")
+        self.qupath = os.path.join(root, "qupath")
+
+    def folders(self):
+        """The folders of the chosen formats (the COCO JSON lies in the root)."""
+        by_format = {"overlay": self.overlays, "labels": self.labels, "imagej": self.imagej, "qupath": self.qupath}
+        return [by_format[f] for f in OUTPUT_FORMATS if f in self.formats and f in by_format]
 
     def overlay_path(self, stem):
         return os.path.join(self.overlays, stem + ".png")
@@ -148,11 +165,28 @@ class OutputLayout:
     def label_path(self, stem):
         return os.path.join(self.labels, stem + ".png")
 
+    def imagej_path(self, stem):
+        return os.path.join(self.imagej, stem + ".zip")
 
-def prepare_output_dir(root):
+    def qupath_path(self, stem):
+        return os.path.join(self.qupath, stem + ".geojson")
+
+
+def parse_formats(text, option="--formats"):
+    """``"overlay,labels"`` (or ``"all"``) as a tuple of OUTPUT_FORMATS; UserError otherwise."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return OUTPUT_FORMATS
+    unknown = [n for n in names if n not in OUTPUT_FORMATS]
+    if unknown or not names:
+        raise UserError(f"{option} {text!r}: choose from {','.join(OUTPUT_FORMATS)} (comma-separated) or all")
+    return tuple(f for f in OUTPUT_FORMATS if f in names)
+
+
+def prepare_output_dir(root, formats=DEFAULT_FORMATS):
     """Create the folders and prove they are writable, before any model is built."""
-    layout = OutputLayout(root)
-    for folder in (layout.root, layout.overlays, layout.labels):
+    layout = OutputLayout(root, formats)
+    for folder in [layout.root] + layout.folders():
         try:
             os.makedirs(folder, exist_ok=True)
             with tempfile.TemporaryFile(dir=folder):

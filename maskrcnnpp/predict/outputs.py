@@ -21,14 +21,26 @@
   input image) and ``label`` (the nucleus' value in that image's label image).
   The segmentation is the detection's own mask, before overlaps are resolved,
   as Detectron2's COCOEvaluator would record it.
+* For Fiji/ImageJ and QuPath: per image an ImageJ ROI set (``.zip``, one ROI
+  per nucleus) and a GeoJSON FeatureCollection (one feature per nucleus, its
+  score as a measurement), both from the nucleus' region in the label image.
+  Their polygons trace the pixel edges (vertices on pixel corners, as ImageJ's
+  wand and QuPath's own tracing do), so filling a polygon gives back exactly
+  its pixels, however small the nucleus. A nucleus in several pieces becomes a
+  multi-polygon (ImageJ: a composite ROI), and holes are kept; holes run
+  against their outer ring, so even-odd and non-zero filling agree.
 """
 import json
+import os
+import tempfile
 
 import cv2
 import numpy as np
 from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import Visualizer
 from PIL import Image
+
+from ..utils.json_io import atomic_write
 
 
 __all__ = [
@@ -40,9 +52,14 @@ __all__ = [
     "build_label_image",
     "coco_records",
     "draw_overlay",
+    "edge_polygons",
+    "nucleus_polygons",
+    "qupath_feature",
     "read_label_image",
     "region_polygons",
+    "write_imagej_rois",
     "write_label_image",
+    "write_qupath_geojson",
 ]
 
 MAX_LABEL = np.iinfo(np.uint16).max
@@ -158,6 +175,184 @@ def region_polygons(region, offset=(0, 0)):
         points += (dx, dy)
         (outer if parent < 0 else holes).append(points)
     return outer, holes
+
+
+def edge_polygons(region, offset=(0, 0)):
+    """The boundary of a boolean region along pixel edges, as polygons ``[outer, hole, ...]``.
+
+    Each ring is an N x 2 int64 array of (x, y) pixel corners (pixel (r, c) is the square
+    [c, c + 1] x [r, r + 1]), not closed, with no collinear vertex; outer rings run clockwise
+    on screen (positive shoelace area with y down), holes the other way. Pieces touching only
+    at a corner are separate polygons (4-connectivity). ``offset`` = (x, y) is added.
+    """
+    region = np.asarray(region, dtype=bool)
+    padded = np.pad(region, 1)
+    inside = padded[1:-1, 1:-1]
+    # Exposed edges of each pixel, directed so that the region is on the right (y down).
+    starts, steps = [], []
+    for neighbour, corner, step in (
+        (padded[:-2, 1:-1], (0, 0), (1, 0)),  # top edge, going right
+        (padded[1:-1, 2:], (1, 0), (0, 1)),  # right edge, going down
+        (padded[2:, 1:-1], (1, 1), (-1, 0)),  # bottom edge, going left
+        (padded[1:-1, :-2], (0, 1), (0, -1)),  # left edge, going up
+    ):
+        rows, cols = np.nonzero(inside & ~neighbour)
+        starts.append(np.stack([cols + corner[0], rows + corner[1]], axis=1))
+        steps.append(np.broadcast_to(step, (len(rows), 2)))
+    if not sum(len(a) for a in starts):
+        return []
+    starts, steps = np.concatenate(starts), np.concatenate(steps)
+    leaving = {}  # corner -> indices of the edges starting there (1, or 2 where pieces touch diagonally)
+    for i, (x, y) in enumerate(starts.tolist()):
+        leaving.setdefault((x, y), []).append(i)
+    step_list = [tuple(v) for v in steps.tolist()]
+    used = np.zeros(len(starts), dtype=bool)
+    outers, holes = [], []
+    for first in range(len(starts)):
+        if used[first]:
+            continue
+        ring, edge = [], first
+        while True:
+            used[edge] = True
+            ring.append(edge)
+            dx, dy = step_list[edge]
+            x, y = starts[edge]
+            candidates = leaving[(int(x + dx), int(y + dy))]
+            # Where two edges leave a corner, turn right: stay on the same 4-connected piece.
+            edge = candidates[0] if len(candidates) == 1 else next(
+                c for c in candidates if step_list[c] == (-dy, dx)
+            )
+            if edge == first:
+                break
+        ring = np.asarray(ring)
+        turns = np.any(steps[ring] != steps[np.roll(ring, 1)], axis=1)  # a vertex where the direction changes
+        points = starts[ring[turns]] + np.asarray(offset, dtype=np.int64)
+        (outers if _shoelace(points) > 0 else holes).append(points)
+    return _nest(outers, holes)
+
+
+def _shoelace(points):
+    x, y = points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+
+
+def _contains(ring, x, y):
+    """Whether point (x, y) (a pixel centre: never on an edge) lies inside ``ring`` (even-odd)."""
+    x0, y0 = ring[:, 0], ring[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    crosses = (y0 > y) != (y1 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at = x0 + (y - y0) * (x1 - x0) / np.where(y1 != y0, y1 - y0, 1)
+    return bool(np.count_nonzero(crosses & (at > x)) % 2)
+
+
+def _nest(outers, holes):
+    """Polygons ``[outer, holes...]``: each hole goes to the smallest outer ring around it."""
+    polygons = [[outer] for outer in outers]
+    areas = [_shoelace(outer) for outer in outers]
+    for hole in holes:
+        # The pixel on the region side of the hole's first edge (left of it: holes run the other way).
+        (x, y), (nx, ny) = hole[0], hole[1]
+        dx, dy = np.sign(nx - x), np.sign(ny - y)
+        px, py = x + 0.5 * dx - 0.5 * dy, y + 0.5 * dy + 0.5 * dx
+        around = [i for i, outer in enumerate(outers) if _contains(outer, px, py)]
+        if around:
+            polygons[min(around, key=areas.__getitem__)].append(hole)
+    return polygons
+
+
+def nucleus_polygons(labels, crops):
+    """``[(label k, polygons)]`` for the nuclei of a label image; ``crops[k - 1]`` is a CroppedMask
+    whose rectangle holds every pixel of label k. Traced within that rectangle (memory-lean)."""
+    result = []
+    for k, crop in enumerate(crops, start=1):
+        region = labels[crop.y0 : crop.y1, crop.x0 : crop.x1] == k
+        polygons = edge_polygons(region, offset=(crop.x0, crop.y0))
+        if polygons:
+            result.append((k, polygons))
+    return result
+
+
+def _imagej_roi(name, polygons):
+    import roifile  # only when ImageJ output is asked for
+
+    rings = [ring for polygon in polygons for ring in polygon]
+    if len(rings) == 1:
+        roi = roifile.ImagejRoi.frompoints(rings[0], name=name)
+        roi.roitype = roifile.ROI_TYPE.TRACED  # what ImageJ's wand makes: a polygon on pixel edges
+    else:  # pieces or holes: a composite (ShapeRoi) path of MOVETO / LINETO / CLOSE, even-odd filled
+        roi = roifile.ImagejRoi()
+        roi.roitype = roifile.ROI_TYPE.RECT
+        roi.name = name
+        path = []
+        for ring in rings:
+            path += [0, *ring[0]]
+            for x, y in ring[1:]:
+                path += [1, x, y]
+            path.append(4)
+        roi.multi_coordinates = np.asarray(path, dtype=np.float32)
+        roi.shape_roi_size = len(path)
+    corners = np.concatenate(rings)
+    roi.left, roi.top = (int(v) for v in corners.min(axis=0))
+    roi.right, roi.bottom = (int(v) for v in corners.max(axis=0))
+    return roi
+
+
+def write_imagej_rois(path, nuclei):
+    """An ImageJ/Fiji ROI set (``.zip``, opened by the ROI Manager): one ROI per nucleus of
+    ``nuclei`` = ``[(label, polygons)]``, named ``nucleus-<label>``. Written atomically."""
+    import roifile
+
+    rois = [_imagej_roi(f"nucleus-{k:04d}", polygons) for k, polygons in nuclei]
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp.zip")
+    os.close(fd)
+    try:
+        if rois:
+            roifile.roiwrite(tmp, rois, mode="w")
+        else:  # no nucleus: an empty (valid) zip
+            import zipfile
+
+            zipfile.ZipFile(tmp, "w").close()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _ring(points):
+    closed = np.concatenate([points, points[:1]])
+    return closed.tolist()
+
+
+def qupath_feature(label, polygons, score):
+    """One GeoJSON Feature (QuPath detection object) of a nucleus: Polygon or MultiPolygon."""
+    rings = [[_ring(ring) for ring in polygon] for polygon in polygons]
+    geometry = (
+        {"type": "Polygon", "coordinates": rings[0]}
+        if len(rings) == 1
+        else {"type": "MultiPolygon", "coordinates": rings}
+    )
+    return {
+        "type": "Feature",
+        "geometry": geometry,
+        "properties": {
+            "objectType": "detection",
+            "name": f"nucleus-{label:04d}",
+            "classification": {"name": "Nucleus"},
+            "measurements": {"score": round(float(score), 5), "label": int(label)},
+        },
+    }
+
+
+def write_qupath_geojson(path, nuclei, scores):
+    """A GeoJSON FeatureCollection (QuPath: File > Import objects, or drag and drop): one feature
+    per nucleus of ``nuclei`` = ``[(label, polygons)]``; ``scores[label - 1]`` its score."""
+    features = [qupath_feature(k, polygons, scores[k - 1]) for k, polygons in nuclei]
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump({"type": "FeatureCollection", "features": features}, f)
 
 
 RESULTS_FILE_NAME = "coco_instances_results.json"
