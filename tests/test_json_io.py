@@ -34,3 +34,31 @@ def test_binary_writes_create_the_folder(tmp_path):
     with pytest.raises(ValueError, match="mode must be 'w' or 'wb'"):
         with atomic_write(str(path), "a"):
             pass
+
+
+def test_replace_folder_swaps_whole_and_puts_the_old_one_back_on_failure(tmp_path, monkeypatch):
+    import os
+
+    from maskrcnnpp.utils.json_io import replace_folder
+
+    target, new = tmp_path / "data", tmp_path / "build"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    new.mkdir()
+    (new / "new.txt").write_text("new")
+    replace_folder(str(new), str(target), str(tmp_path / "parking"))
+    assert sorted(os.listdir(target)) == ["new.txt"] and (tmp_path / "parking" / "old.txt").is_file()
+
+    again = tmp_path / "build2"
+    again.mkdir()
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if str(src) == str(again):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        replace_folder(str(again), str(target), str(tmp_path / "parking2"))
+    assert sorted(os.listdir(target)) == ["new.txt"]  # the previous content, not half of each

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ..errors import MissingFileError, UserError, error_reason, run_command
 from ..predict.inputs import read_image_rgb8
-from ..utils.json_io import atomic_write
+from ..utils.json_io import atomic_write, replace_folder
 from ..utils.temp_dirs import make_owned_temp_dir, remove_stale_temp_dirs
 from .datasets import BUILTIN_FOLDERS, datasets_root
 from .diameter import median_diameter
@@ -357,7 +357,7 @@ def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None
             with atomic_write(os.path.join(build, "annotations", f"instances_{k}.json"), encoding="utf-8") as f:
                 json.dump(content, f)
             summary.images[k], summary.instances[k] = len(images), len(annotations)
-        _swap_in(build, output_dir, os.path.join(tmp_dir, "old"))
+        replace_folder(build, output_dir, os.path.join(tmp_dir, "old"))
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return summary
@@ -366,21 +366,6 @@ def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None
 def _first_reason(summary):
     what, reason = summary.skipped[0] if summary.skipped else ("", "none")
     return f"{what}: {reason}" if what else reason
-
-
-def _swap_in(build, output_dir, old):
-    """Replace ``output_dir`` by ``build``, moving the old content to ``old`` (in the temporary
-    folder, which the caller removes) until the new one is in place."""
-    if os.path.exists(output_dir):
-        os.replace(output_dir, old)
-    else:
-        old = None
-    try:
-        os.replace(build, output_dir)
-    except BaseException:
-        if old:
-            os.replace(old, output_dir)
-        raise
 
 
 def build_parser():

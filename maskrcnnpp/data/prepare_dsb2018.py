@@ -13,13 +13,12 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 
 from PIL import Image
 from tqdm import tqdm
 
-from ..utils.json_io import atomic_write
+from ..utils.json_io import atomic_write, replace_folder
 from ..utils.temp_dirs import make_owned_temp_dir, remove_stale_temp_dirs
 from .dsb2018_convert import BadImage, convert_image, mask_annotation
 from .dsb2018_split import load_split, split_names
@@ -176,23 +175,6 @@ def _write_annotations(coco, output_dir, summary):
         summary.instances[name] = len(record["annotations"])
 
 
-def _swap_in(tmp_dir, output_dir):
-    """Replace ``output_dir`` by ``tmp_dir``; the old content is kept until the new one is in place."""
-    old_dir = None
-    if os.path.exists(output_dir):
-        old_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.old-", dir=os.path.dirname(output_dir))
-        os.replace(output_dir, os.path.join(old_dir, "content"))
-    try:
-        os.replace(tmp_dir, output_dir)
-    except BaseException:
-        if old_dir:
-            os.replace(os.path.join(old_dir, "content"), output_dir)
-        raise
-    finally:
-        if old_dir:
-            shutil.rmtree(old_dir, ignore_errors=True)
-
-
 def prepare(source, output_dir, split=None, fixed=False, progress=True):
     """Convert a Kaggle-layout source (path or KaggleSource) into ``output_dir``.
 
@@ -217,7 +199,7 @@ def prepare(source, output_dir, split=None, fixed=False, progress=True):
         if not any(r["images"] for r in coco.values()):
             raise LayoutError(f"{source.path}: no usable image (see the skipped list)\n" + summary.format())
         _write_annotations(coco, build_dir, summary)
-        _swap_in(build_dir, output_dir)
+        replace_folder(build_dir, output_dir, os.path.join(tmp_dir, "old"))
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if owns_source:

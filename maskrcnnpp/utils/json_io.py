@@ -5,7 +5,7 @@ import math
 import os
 import tempfile
 
-__all__ = ["atomic_write", "strict_json", "write_json_atomic"]
+__all__ = ["atomic_write", "replace_folder", "strict_json", "write_json_atomic"]
 
 
 @contextlib.contextmanager
@@ -31,6 +31,24 @@ def atomic_write(path, mode="w", **open_kwargs):
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+def replace_folder(new, target, parking):
+    """Put the folder ``new`` in the place of ``target`` (which may not exist), by renames.
+
+    The old ``target`` is first moved to ``parking`` (a path that does not exist yet, on the
+    same file system; the caller removes it afterwards) and put back if the swap fails, so
+    ``target`` is always either the old content or the new one, never half of each.
+    """
+    parked = os.path.exists(target)
+    if parked:
+        os.replace(target, parking)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if parked:
+            os.replace(parking, target)
         raise
 
 
