@@ -112,8 +112,7 @@ def predict_in_child(args, image_path, output, overlay):
     )
     argv = ["--config-file", args.config_file, "--input", image_path, "--output", output, "--no-progress",
             "--diameter", str(args.diameter)]
-    if not overlay and args.formats_flag:
-        argv += [args.formats_flag, args.formats_without_overlay]
+    argv += ["--formats", "all" if overlay else "labels,coco,imagej,qupath"]
     argv += ["MODEL.WEIGHTS", args.weights]
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
@@ -139,9 +138,6 @@ def main():
     parser.add_argument("--image", default=SAMPLE_IMAGE)
     parser.add_argument("--overlay-max-side", type=int, default=4000,
                         help="mosaics larger than this are predicted without the overlay")
-    parser.add_argument("--formats-flag", default="",
-                        help="predict's option choosing outputs (e.g. --formats), to leave the overlay out")
-    parser.add_argument("--formats-without-overlay", default="labels,coco")
     parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "tiled_inference_cpu.md"))
     args = parser.parse_args()
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)

@@ -118,3 +118,36 @@ def test_memory_grows_with_the_tile_and_the_nuclei_not_the_image_area():
     assert len(tiled) == len(masks)
     # one full-size mask per nucleus would be len(masks) x 1.44 MB; a tile's work is ~0.1 MB
     assert peak < 8 * 2**20, peak
+
+
+@pytest.mark.parametrize("shift", [-3, 3])
+def test_a_nucleus_predicted_differently_by_two_tiles_is_still_taken_once(shift):
+    # A real model's mask of a nucleus depends on the tile (context, resizing). Here tiles in odd
+    # columns grow every mask by |shift| px on one side, so a nucleus on a core boundary has its
+    # centre on one side of it in one tile and on the other side in the other: without the
+    # margin and the de-duplication it would be taken twice, or never.
+    height, width = 200, 300
+    tiles = tile_grid(height, width, TILE, OVERLAP)
+    columns = sorted({t.x0 for t in tiles})
+    boundary = tiles[0].core_x1
+    image = np.full((height, width, 3), 20, np.uint8)
+    for cy in (40, 100, 160):
+        image[ellipse_mask(height, width, cy, boundary, 7, 7)] = 200
+    calls = []
+
+    def predict(tile_image):
+        odd = len(calls) % len(columns) % 2 == 1  # tiles come row by row, column by column
+        calls.append(odd)
+        out = []
+        for d in stub_predict(tile_image):
+            m = d.mask
+            if odd:
+                grow = ((0, 0), (0, shift)) if shift > 0 else ((0, 0), (-shift, 0))
+                m = CroppedMask(m.y0, m.x0 + min(shift, 0), np.pad(m.bits, grow, mode="edge"))
+            out.append(Detection(d.box, d.score, 1, m))
+        return out
+
+    tiled = predict_tiled(image, predict, TILE, OVERLAP)
+    assert any(calls) and len(tiled) == 3
+    full = [d.mask.full((height, width)) for d in tiled]
+    assert not any((full[a] & full[b]).any() for a in range(3) for b in range(a + 1, 3))

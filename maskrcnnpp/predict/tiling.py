@@ -7,13 +7,18 @@ an image side no longer than a tile is one tile. The shared strip between two
 neighbours is split at its middle: that gives each tile a *core*, and the cores
 partition the image. A detection is taken from tile t when
 
-* the centre of its mask's bounding box lies in t's core, and
+* the centre of its mask's bounding box lies in t's core, widened by a small
+  margin (``overlap / 4``), and
 * it is whole in t: its mask does not touch a side of t inside the image.
 
 A nucleus smaller than the overlap whose centre lies in t's core is always whole
-in t (its centre is at least half the overlap away from t's inner sides), so it
-is taken exactly once, with the mask t predicts; a cut piece of it seen by a
-neighbour has its centre outside that neighbour's core. A nucleus at least as
+in t (its centre is at least half the overlap away from t's inner sides). A real
+model predicts a nucleus near a core's edge a little differently in the two
+tiles that see it, so its centre may land in both widened cores (or, without
+the margin, in neither): of detections from different tiles that cover each
+other by half or more, only the highest-scoring one is kept. So each nucleus is
+taken once, with the mask one tile predicts; a cut piece of it seen by a
+neighbour touches that neighbour's side and is never taken. A nucleus at least as
 large as the overlap may be whole in no tile or in a tile other than its core's;
 those few are kept aside and added at the end unless a nucleus already taken
 covers half of them: first whole ones, then cut ones (the best there is).
@@ -93,9 +98,10 @@ def _shifted(detection, dy: int, dx: int):
     )
 
 
-def _in_core(mask, tile: Tile) -> bool:
+def _in_core(mask, tile: Tile, margin: float = 0.0) -> bool:
     cy, cx = (mask.y0 + mask.y1) / 2.0, (mask.x0 + mask.x1) / 2.0
-    return tile.core_y0 <= cy < tile.core_y1 and tile.core_x0 <= cx < tile.core_x1
+    return (tile.core_y0 - margin <= cy < tile.core_y1 + margin
+            and tile.core_x0 - margin <= cx < tile.core_x1 + margin)
 
 
 def _is_whole(mask, tile: Tile, height: int, width: int) -> bool:
@@ -143,29 +149,38 @@ def predict_tiled(
         tiles, desc=description, unit="tile", leave=False, file=sys.stderr,
         disable=not progress or len(tiles) < PROGRESS_MIN_TILES,
     )
-    for tile in bar:
+    margin = overlap / 4.0
+    candidates = []  # (detection, tile index)
+    for index, tile in enumerate(bar):
         for detection in predict_tile(image[tile.y0 : tile.y1, tile.x0 : tile.x1]):
             detection = _shifted(detection, tile.y0, tile.x0)
             mask = detection.mask
             if mask.area == 0:
                 continue
-            whole, in_core = _is_whole(mask, tile, height, width), _in_core(mask, tile)
-            if whole and in_core:
-                kept.append(detection)
+            whole = _is_whole(mask, tile, height, width)
+            if whole and _in_core(mask, tile, margin):
+                candidates.append((detection, index))
             elif max(mask.bits.shape) >= overlap:  # large: maybe whole in no tile, or not in its core's
                 if whole:
                     whole_spares.append(detection)
-                elif in_core:
+                elif _in_core(mask, tile):
                     cut_spares.append(detection)
-    if whole_spares or cut_spares:
-        boxes = np.array([(d.mask.y0, d.mask.y1, d.mask.x0, d.mask.x1) for d in kept], dtype=np.int64).reshape(-1, 4)
-        for spare in whole_spares + cut_spares:
-            m = spare.mask
-            near = np.flatnonzero(
-                (boxes[:, 0] < m.y1) & (boxes[:, 1] > m.y0) & (boxes[:, 2] < m.x1) & (boxes[:, 3] > m.x0)
-            )
-            if _covered_share(m, [kept[i].mask for i in near]) < _DUPLICATE_COVER:
-                kept.append(spare)
-                boxes = np.vstack([boxes, [(m.y0, m.y1, m.x0, m.x1)]])
+    # Highest score first; a detection covered by half by one kept from another tile is the
+    # same nucleus seen twice. (Overlaps within one tile are the model's own, as untiled.)
+    candidates.sort(key=lambda c: -c[0].score)
+    # A spare gets an index of its own (negative), so it is compared with every kept detection.
+    spares = [(d, -1 - k) for k, d in enumerate(whole_spares + cut_spares)]
+    boxes = np.empty((len(candidates) + len(spares), 4), dtype=np.int64)  # y0, y1, x0, x1 of kept
+    tiles_of = np.empty(len(boxes), dtype=np.int64)
+    for detection, index in candidates + spares:
+        m = detection.mask
+        n = len(kept)
+        near = np.flatnonzero(
+            (boxes[:n, 0] < m.y1) & (boxes[:n, 1] > m.y0) & (boxes[:n, 2] < m.x1) & (boxes[:n, 3] > m.x0)
+            & (tiles_of[:n] != index)
+        )
+        if _covered_share(m, [kept[i].mask for i in near]) < _DUPLICATE_COVER:
+            boxes[n], tiles_of[n] = (m.y0, m.y1, m.x0, m.x1), index
+            kept.append(detection)
     kept.sort(key=lambda d: -d.score)
     return kept
