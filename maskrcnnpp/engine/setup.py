@@ -76,9 +76,9 @@ def _check_dataset_files(key, name):
     paths = list(metadata.get("json_files", [])) + [metadata.get("json_file", None), metadata.get("image_root", None)]
     for path in filter(None, paths):
         if not os.path.exists(path):
-            raise UserError(
+            raise MissingFileError(
                 f"DATASETS.{key}: dataset {name!r} is not prepared: {path} does not exist "
-                "(DSB2018: run `python datasets/prepare_dsb2018.py --source stage1_train.zip`, see the README)"
+                "(DSB2018: run `python tools/prepare_dsb2018.py --source stage1_train.zip`, see the README)"
             )
 
 
