@@ -40,8 +40,8 @@ def read_checkpoint(path):
     """The checkpoint at ``path`` as a dict with a ``"model"`` state dict.
 
     Detectron2 has no public call that reads a checkpoint without loading it into
-    a model (``DetectionCheckpointer._load_file`` is private and refuses to run
-    outside ``load()`` in current Detectron2), nor one that returns the key
+    a model (its checkpointer's file reader is private, and current Detectron2
+    refuses to run it outside ``load()``), nor one that returns the key
     mismatch; so the file is read here with ``torch.load`` / ``pickle``, in the
     formats Detectron2 reads: ``.pth`` from ``torch.save`` (a bare state dict or
     ``{"model": ...}``) and model-zoo ``.pkl`` pickles. Raises UserError naming

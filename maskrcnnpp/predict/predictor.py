@@ -139,7 +139,7 @@ class NucleiPredictor:
 
     Like Detectron2's DefaultPredictor, but it takes 8-bit RGB, and it skips
     Detectron2's post-processing so that masks are pasted one at a time
-    (see detections.py). ``model``: an already built model in eval mode (its weights are
+    (see ``detections_from_raw_instances``). ``model``: an already built model in eval mode (its weights are
     then not loaded), e.g. for tests or a model wrapper.
     """
 
