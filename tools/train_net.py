@@ -24,8 +24,8 @@ from maskrcnnpp.engine.setup import checked_cfg, setup_cfg  # noqa: E402
 from maskrcnnpp.errors import run_command  # noqa: E402
 
 
-def main(args):
-    cfg = setup_cfg(args)
+def main(args, cfg):
+    cfg = setup_cfg(args, cfg)
     if args.eval_only:
         model = Trainer.build_model(cfg)
         # Evaluation refuses weights that do not match the model (training accepts them).
@@ -42,7 +42,8 @@ def main(args):
 def run(argv=None):
     args = default_argument_parser().parse_args(argv)
     print("Command Line Args:", args)
-    run_command(checked_cfg, args)  # here, not only in the workers: a mistake is one line, not N tracebacks
+    # Checked once, here, before the workers start: a mistake is one line, not N tracebacks.
+    cfg = run_command(checked_cfg, args)
     return run_command(
         launch,
         main,
@@ -50,7 +51,7 @@ def run(argv=None):
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
-        args=(args,),
+        args=(args, cfg),
     )
 
 

@@ -98,9 +98,10 @@ def checked_cfg(args):
     return cfg
 
 
-def setup_cfg(args):
-    """Build and check the config of parsed Detectron2 arguments, freeze it, set up logging/output."""
-    cfg = checked_cfg(args)
+def setup_cfg(args, cfg=None):
+    """Freeze the config of parsed Detectron2 arguments and set up logging/output; ``cfg``: the
+    one :func:`checked_cfg` already gave (else it is built and checked here)."""
+    cfg = checked_cfg(args) if cfg is None else cfg
     cfg.freeze()
     default_setup(cfg, args)
     return cfg
