@@ -29,6 +29,7 @@ __all__ = [
     "DATASET_SPLITS",
     "MODALITIES",
     "datasets_root",
+    "is_registered",
     "register_dsb2018",
     "register_dsb2018_sample",
     "register_own_datasets",
@@ -179,6 +180,14 @@ def register_own_datasets(output_root=None):
             _register(name, [json_file], os.path.join(folder, "images"))
             added.append(name)
     return added
+
+
+def is_registered(name):
+    """Whether ``name`` is a registered dataset, after rescanning $DETECTRON2_DATASETS when it is
+    not (a set imported after the package was imported)."""
+    if name not in DatasetCatalog.list():
+        register_own_datasets()
+    return name in DatasetCatalog.list()
 
 
 def _register_all():

@@ -8,7 +8,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_setup
 
 from ..config import add_maskrcnnpp_config, check_scale_config
-from ..data.datasets import register_own_datasets
+from ..data.datasets import is_registered
 from ..errors import ConfigError, MissingFileError, UserError, error_reason
 from ..modeling.nested_fpn import validate_nested_fpn_config
 from .checkpoint import read_checkpoint
@@ -53,15 +53,12 @@ def check_datasets(cfg, keys=("TRAIN", "TEST")):
     """Every name in DATASETS.<key> must be registered, and its files present (checked
     before training, not when evaluation first reads the test set). An unknown name first
     rescans $DETECTRON2_DATASETS, for a set imported after the package was imported."""
-    registered = DatasetCatalog.list()
     for key in keys:
         for name in cfg.DATASETS[key]:
-            if name not in registered:
-                register_own_datasets()
-                registered = DatasetCatalog.list()
-            if name in registered:
+            if is_registered(name):
                 _check_dataset_files(key, name)
                 continue
+            registered = DatasetCatalog.list()
             close = difflib.get_close_matches(name, registered, n=_CLOSE_MATCHES, cutoff=0.5)
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise ConfigError(

@@ -17,7 +17,7 @@ import time
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from ..data.datasets import register_own_datasets
+from ..data.datasets import is_registered
 from .nuclei_evaluator import NucleiEvaluator, ground_truth_as_instances
 
 __all__ = ["evaluate_gt", "main"]
@@ -48,14 +48,10 @@ def evaluate_gt(dataset_name, output_dir=None, coco_ap=True):
 
 def check_available(names):
     """A one-line reason why the first unusable dataset name cannot be evaluated, else None."""
-    registered = set(DatasetCatalog.list())
     for name in names:
-        if name not in registered:
-            register_own_datasets()  # a set imported after the package was imported
-            registered = set(DatasetCatalog.list())
-        if name not in registered:
+        if not is_registered(name):
             nuclei = sorted(
-                n for n in registered
+                n for n in DatasetCatalog.list()
                 if MetadataCatalog.get(n).get("evaluator_type", None) == "nuclei"
                 and MetadataCatalog.get(n).get("parent_dataset", None) is None  # not the _grey/_colour subsets
             )
