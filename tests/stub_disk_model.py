@@ -9,9 +9,25 @@ import math
 import cv2
 import numpy as np
 import torch
+from detectron2.config import get_cfg
 from detectron2.structures import Boxes, Instances
 
+from maskrcnnpp import add_maskrcnnpp_config
 from maskrcnnpp.data.synthetic import disks, full_masks
+
+
+def stub_cfg():
+    """The config a StubDiskModel is predicted under: a mask model on the CPU taking RGB,
+    scaled by nucleus diameter (17 px, and 17 px assumed by the estimate's first pass)."""
+    cfg = get_cfg()
+    add_maskrcnnpp_config(cfg)
+    cfg.MODEL.MASK_ON = True
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.INPUT.FORMAT = "RGB"
+    cfg.INPUT.SCALE_POLICY = "diameter"
+    cfg.INPUT.NUCLEUS_DIAMETER = 17.0
+    cfg.TEST.DEFAULT_DIAMETER = 17.0
+    return cfg
 
 
 class StubDiskModel(torch.nn.Module):

@@ -5,25 +5,16 @@ A stub model (stub_disk_model.py) stands in for Mask R-CNN.
 
 import numpy as np
 import pytest
-from detectron2.config import get_cfg
 
-from maskrcnnpp import add_maskrcnnpp_config
 from maskrcnnpp.data.diameter import median_diameter
 from maskrcnnpp.errors import ConfigError, UserError
 from maskrcnnpp.predict.predictor import NucleiPredictor, check_diameter
-from stub_disk_model import StubDiskModel, disks_image
+from stub_disk_model import StubDiskModel, disks_image, stub_cfg
 from maskrcnnpp.data.synthetic import ellipse_mask
 
 
 def scale_cfg(**keys):
-    cfg = get_cfg()
-    add_maskrcnnpp_config(cfg)
-    cfg.MODEL.MASK_ON = True
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.INPUT.FORMAT = "RGB"
-    cfg.INPUT.SCALE_POLICY = "diameter"
-    cfg.INPUT.NUCLEUS_DIAMETER = 17.0
-    cfg.TEST.DEFAULT_DIAMETER = 17.0
+    cfg = stub_cfg()
     for key, value in keys.items():
         section, name = key.split("__")
         cfg[section][name] = value

@@ -1,16 +1,14 @@
 """Evaluation under INPUT.SCALE_POLICY diameter (issue 13): Trainer.test wraps the model so that
 inference_on_dataset predicts at the working scale, as tools/predict.py does."""
 import pytest
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
 from PIL import Image
 
-from maskrcnnpp import add_maskrcnnpp_config
 from maskrcnnpp.data.augmentation import build_nuclei_augmentation
 from maskrcnnpp.data.diameter import fill_missing_diameters
 from maskrcnnpp.engine.scaled_model import DiameterScaledModel
 from maskrcnnpp.engine.trainer import Trainer
-from stub_disk_model import StubDiskModel, disks_image
+from stub_disk_model import StubDiskModel, disks_image, stub_cfg
 from maskrcnnpp.data.synthetic import to_record
 
 DIAMETERS = (9.0, 20.0, 44.0)
@@ -34,12 +32,7 @@ def dataset(tmp_path_factory):
 
 
 def diameter_cfg(dataset_name, output_dir, source="estimate"):
-    cfg = get_cfg()
-    add_maskrcnnpp_config(cfg)
-    cfg.MODEL.MASK_ON = True
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.INPUT.FORMAT = "RGB"
-    cfg.INPUT.SCALE_POLICY = "diameter"
+    cfg = stub_cfg()
     cfg.TEST.DIAMETER_SOURCE = source
     cfg.TEST.NUCLEI.COCO_AP = False
     cfg.DATASETS.TEST = (dataset_name,)
