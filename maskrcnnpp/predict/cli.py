@@ -18,7 +18,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -190,16 +189,10 @@ def predict_image(predictor, path, stem, image_id, layout, results_writer, diame
     formats = getattr(layout, "formats", OUTPUT_FORMATS)
     label_path = overlay_path = imagej_path = qupath_path = None
     if "labels" in formats:
-        label_path = layout.label_path(stem)
-        if labels.dtype == np.uint16:
-            with atomic_write(label_path, "wb") as f:
-                write_label_image(labels, f)
-        else:
-            label_path = os.path.splitext(label_path)[0] + ".tif"
+        label_path = write_label_image(labels, layout.label_path(stem))
+        if label_path != layout.label_path(stem):
             warn(f"{path}: {len(kept_detections)} nuclei do not fit a 16-bit PNG; the label image is "
                  f"a 32-bit TIFF, {label_path}")
-            with atomic_write(label_path, "wb") as f:
-                Image.fromarray(labels).save(f, format="TIFF")
     if "overlay" in formats:
         overlay_path = layout.overlay_path(stem)
         overlay, drawn = draw_overlay(image, labels, [d.mask for d in kept_detections])

@@ -90,13 +90,18 @@ def build_label_image(detections, shape):
 
 
 def write_label_image(labels, path):
-    """Save as a 16-bit greyscale PNG (Pillow mode I;16)."""
+    """Save atomically as a 16-bit greyscale PNG (Pillow mode I;16) at ``path``; labels past
+    65,535 go to a 32-bit TIFF of the same name with a .tif suffix. Returns the path written."""
     labels = np.asarray(labels)
-    if labels.dtype != np.uint16:
-        if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
-            raise ValueError("labels must lie in 0..65535")
-        labels = labels.astype(np.uint16)
-    Image.fromarray(labels).save(path, format="PNG")
+    if labels.size and labels.min() < 0:
+        raise ValueError("labels must be 0 (background) or positive")
+    if labels.size and labels.max() > MAX_LABEL:
+        path, labels, file_format = os.path.splitext(str(path))[0] + ".tif", labels.astype(np.int32), "TIFF"
+    else:
+        labels, file_format = labels.astype(np.uint16, copy=False), "PNG"
+    with atomic_write(str(path), "wb") as f:
+        Image.fromarray(labels).save(f, format=file_format)
+    return str(path)
 
 
 def read_label_image(path):
