@@ -32,7 +32,7 @@
 """
 import json
 import os
-import tempfile
+import zipfile
 
 import cv2
 import numpy as np
@@ -306,25 +306,11 @@ def _imagej_roi(name, polygons):
 def write_imagej_rois(path, nuclei):
     """An ImageJ/Fiji ROI set (``.zip``, opened by the ROI Manager): one ROI per nucleus of
     ``nuclei`` = ``[(label, polygons)]``, named ``nucleus-<label>``. Written atomically."""
-    import roifile
-
     rois = [_imagej_roi(f"nucleus-{k:04d}", polygons) for k, polygons in nuclei]
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp.zip")
-    os.close(fd)
-    try:
-        if rois:
-            roifile.roiwrite(tmp, rois, mode="w")
-        else:  # no nucleus: an empty (valid) zip
-            import zipfile
-
-            zipfile.ZipFile(tmp, "w").close()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # The ROI Manager's format: a plain zip of <name>.roi files (no nucleus: an empty, valid zip).
+    with atomic_write(path, "wb") as f, zipfile.ZipFile(f, "w") as archive:
+        for roi in rois:
+            archive.writestr(f"{roi.name}.roi", roi.tobytes())
 
 
 def _ring(points):
