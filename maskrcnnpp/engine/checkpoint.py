@@ -112,7 +112,10 @@ def _model_state(checkpoint, model):
 
 def weights_mismatch(model, checkpoint):
     """One line naming the keys that differ between ``model`` and ``checkpoint``, or ""."""
-    state = _model_state(checkpoint, model)
+    return _state_mismatch(model, _model_state(checkpoint, model))
+
+
+def _state_mismatch(model, state):
     expected = model.state_dict()
     missing = sorted(k for k in expected if k not in state)
     unexpected = sorted(k for k in state if k not in expected)
@@ -148,11 +151,11 @@ def load_weights_strictly(model, weights, config_file="the config"):
     would give a silent wrong answer."""
     if not weights:
         raise UserError(f"no weights given: set MODEL.WEIGHTS to a checkpoint trained with {config_file}")
-    checkpoint = read_checkpoint(weights)
-    problem = weights_mismatch(model, checkpoint)
+    state = _model_state(read_checkpoint(weights), model)
+    problem = _state_mismatch(model, state)
     if problem:
         raise UserError(f"{weights}: weights do not match {config_file}: {problem}")
-    model.load_state_dict(_model_state(checkpoint, model), strict=True)
+    model.load_state_dict(state, strict=True)
     logger.info(f"Loaded weights from {weights} (every key matches the model)")
 
 
