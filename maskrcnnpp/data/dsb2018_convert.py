@@ -8,7 +8,15 @@ from PIL import Image
 
 from .segmentation import encode_mask
 
-__all__ = ["BadImage", "ConvertedImage", "convert_image", "decode_png", "to_saved_image", "mask_annotation"]
+__all__ = [
+    "BadImage",
+    "ConvertedImage",
+    "convert_image",
+    "decode_png",
+    "grey_or_colour",
+    "mask_annotation",
+    "to_saved_image",
+]
 
 
 class BadImage(Exception):
@@ -39,7 +47,12 @@ def to_saved_image(image):
         raise BadImage(f"unsupported image mode {image.mode} (expected 8-bit grey or RGB(A))")
     if image.mode in ("L", "LA"):
         return np.asarray(image.convert("L")), "grey"
-    rgb = np.asarray(image.convert("RGB"))
+    return grey_or_colour(np.asarray(image.convert("RGB")))
+
+
+def grey_or_colour(rgb):
+    """(pixels to save, modality) of an H x W x 3 image: one channel and "grey" when its three
+    channels are equal (fluorescence), else the RGB image and "colour" (brightfield, H&E)."""
     if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
         return np.ascontiguousarray(rgb[..., 0]), "grey"
     return rgb, "colour"
@@ -74,9 +87,10 @@ def convert_image(image_bytes, masks):
     return converted
 
 
-def mask_annotation(mask, annotation_id, image_id):
-    """COCO annotation of one bool mask: compressed RLE with ``counts`` as str (JSON-ready)."""
-    rle = encode_mask(mask)
+def mask_annotation(mask, annotation_id, image_id, shape=None, offset=(0, 0)):
+    """COCO annotation of one bool mask: compressed RLE with ``counts`` as str (JSON-ready).
+    ``mask`` may be a crop placed at ``offset`` (row, column) in an image of ``shape``."""
+    rle = encode_mask(mask, shape, offset)
     bbox = mask_util.toBbox(rle)
     return {
         "id": annotation_id,

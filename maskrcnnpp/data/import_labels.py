@@ -25,7 +25,6 @@ import sys
 from dataclasses import dataclass, field
 
 import numpy as np
-import pycocotools.mask as mask_util
 import tifffile
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
@@ -37,7 +36,7 @@ from ..utils.json_io import atomic_write, replace_folder
 from ..utils.temp_dirs import make_owned_temp_dir, remove_stale_temp_dirs
 from .datasets import BUILTIN_FOLDERS, datasets_root
 from .diameter import median_diameter
-from .segmentation import encode_mask
+from .dsb2018_convert import grey_or_colour, mask_annotation
 from .stratified_split import sizes_from_fractions, stratified_split
 
 __all__ = [
@@ -209,10 +208,7 @@ def _convert_pair(image_path, label_path):
     if labels.shape != rgb.shape[:2]:
         raise BadPair(f"label image is {labels.shape[0]}x{labels.shape[1]}, "
                       f"its image {rgb.shape[0]}x{rgb.shape[1]}")
-    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-        pixels, modality = np.ascontiguousarray(rgb[..., 0]), "grey"
-    else:
-        pixels, modality = rgb, "colour"
+    pixels, modality = grey_or_colour(rgb)
     instances = label_instances(labels)
     if not instances:
         raise BadPair("no nucleus (the label image is all 0)")
@@ -263,22 +259,6 @@ def _seeded_split(modalities, fractions, seed):
     return split
 
 
-def _annotations(instances, shape, image_id):
-    """COCO annotations (RLE, no ``id`` yet) of one image's instances."""
-    annotations = []
-    for y0, x0, crop in instances:
-        rle = encode_mask(crop, shape, offset=(y0, x0))
-        annotations.append({
-            "image_id": image_id,
-            "category_id": 1,
-            "segmentation": rle,
-            "area": int(crop.sum()),
-            "bbox": [float(v) for v in mask_util.toBbox(rle)],
-            "iscrowd": 0,
-        })
-    return annotations
-
-
 def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None, seed=DEFAULT_SEED,
                   split_file=None, progress=False):
     """Import the pairs of ``images_dir`` / ``labels_dir`` as ``output_root/name``; returns an
@@ -327,7 +307,9 @@ def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None
             record = {"id": image_ids[stem], "file_name": stem + ".png", "height": height, "width": width,
                       "image_key": stem, "modality": modality,
                       "median_diameter": median_diameter(int(c.sum()) for _, _, c in instances)}
-            entries[stem] = (record, _annotations(instances, (height, width), image_ids[stem]))
+            annotations = [mask_annotation(crop, None, image_ids[stem], (height, width), (y0, x0))
+                           for y0, x0, crop in instances]  # ids are given once the split is known
+            entries[stem] = (record, annotations)
         if not entries:
             raise UserError(f"--images {images_dir} / --labels {labels_dir}: no usable image/label pair "
                             f"({len(summary.skipped)} skipped; first: {_first_reason(summary)})")
@@ -346,7 +328,7 @@ def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None
                 record, image_annotations = entries[stem]
                 images.append(record)
                 for annotation in image_annotations:
-                    annotations.append(dict(id=next_id, **annotation))
+                    annotations.append(dict(annotation, id=next_id))
                     next_id += 1
             content = {
                 "info": {"description": f"{name} ({k} split), imported from {images_dir} and {labels_dir}"},
