@@ -80,6 +80,13 @@ PROFILES = {
     "val-diameter-24": Profile(
         configs=R18_DIAMETER, seeds=(0,), opts=VAL + ("INPUT.NUCLEUS_DIAMETER", "24.0"), test_size=256,
         description="as val-diameter-17 with a 24 px working diameter"),
+    "val-diameter-17-jitter-wide": Profile(
+        configs=R18_DIAMETER, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_JITTER", "(0.5, 2.0)"), test_size=256,
+        description="as val-diameter-17 with a wider scale jitter, x 0.5-2.0 (nuclei of 8.5-34 px "
+                    "in training)"),
+    "val-diameter-17-crop384": Profile(
+        configs=R18_DIAMETER, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_CROP_SIZE", "384"), test_size=256,
+        description="as val-diameter-17 with 384 px training crops instead of 256 px"),
     "smoke": Profile(
         configs=R18, seeds=(0, 1),
         opts=("DATASETS.TRAIN", "('dsb2018_sample_train',)",
@@ -99,6 +106,7 @@ PROFILES = {
 SCREENS = {
     "scale_policy_val": {
         "title": "Scale policy screen on dsb2018_val (issue 13)",
-        "profiles": ("val-image-size", "val-diameter-12", "val-diameter-17", "val-diameter-24"),
+        "profiles": ("val-image-size", "val-diameter-12", "val-diameter-17", "val-diameter-24",
+                     "val-diameter-17-jitter-wide", "val-diameter-17-crop384"),
     },
 }
