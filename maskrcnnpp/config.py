@@ -129,6 +129,9 @@ def _add_scale_config(cfg):
     # diameter estimate, and used when that pass finds no nucleus to measure (DSB2018's
     # median is 18.1 px).
     cfg.TEST.DEFAULT_DIAMETER = 17.0
+    # Side, in working-scale pixels, of the image's centre that each pass of the diameter
+    # estimate predicts (the whole image when smaller): the estimate's cost stays bounded.
+    cfg.TEST.DIAMETER_ESTIMATE_SIZE = 256
     # Evaluation under "diameter": "estimate" (as predict does without --diameter) or
     # "ground_truth" (each image's median annotated diameter: the estimate's upper bound).
     cfg.TEST.DIAMETER_SOURCE = "estimate"
@@ -161,6 +164,10 @@ def check_scale_config(cfg):
         raise ConfigError(f"INPUT.DIAMETER_JITTER must be (low, high) with 0 < low <= high, not {jitter!r}")
     if int(cfg.INPUT.DIAMETER_CROP_SIZE) < 1:
         raise ConfigError(f"INPUT.DIAMETER_CROP_SIZE must be at least 1, not {cfg.INPUT.DIAMETER_CROP_SIZE!r}")
+    if int(cfg.TEST.DIAMETER_ESTIMATE_SIZE) < 1:
+        raise ConfigError(
+            f"TEST.DIAMETER_ESTIMATE_SIZE must be at least 1, not {cfg.TEST.DIAMETER_ESTIMATE_SIZE!r}"
+        )
     if cfg.TEST.TILE_OVERLAP < 0:
         raise ConfigError(f"TEST.TILE_OVERLAP must be at least 0, not {cfg.TEST.TILE_OVERLAP!r}")
     if cfg.TEST.TILE_SIZE <= cfg.TEST.TILE_OVERLAP:

@@ -7,14 +7,14 @@ Here each mask is pasted on its own and only the rectangle it covers is kept,
 so memory grows with the nuclei's area, not with N x H x W.
 
 INPUT.SCALE_POLICY "diameter" (or a diameter passed by the caller): the image is
-brought to the working scale, nuclei of INPUT.NUCLEUS_DIAMETER pixels, and
-predicted in overlapping tiles (tiling.py). The diameter is the caller's, or
-estimated in two passes: one at TEST.DEFAULT_DIAMETER, whose median nucleus
-diameter gives the scale of the second (skipped when the first was within 10 %).
+resized once to the working scale, nuclei of INPUT.NUCLEUS_DIAMETER pixels, and
+predicted there in overlapping tiles (tiling.py); each kept nucleus' mask is then
+pasted at the original resolution from the model's mask probabilities. The
+diameter is the caller's, or estimated from the image (estimate.py).
 """
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -29,19 +29,13 @@ from PIL import Image
 from ..config import check_scale_config
 from ..data.augmentation import build_nuclei_augmentation
 from ..data.segmentation import encode_mask
-from ..data.diameter import median_diameter
 from ..engine.checkpoint import load_weights_strictly
 from ..errors import UserError
+from .estimate import estimate_diameter
 from .tiling import predict_tiled
 
-__all__ = ["CroppedMask", "Detection", "NucleiPredictor", "check_diameter", "detections_from_raw_instances"]
+__all__ = ["CroppedMask", "Detection", "NucleiPredictor", "check_diameter", "detections_from_raw_instances", "paste_cropped"]
 
-# A first-pass estimate within this fraction of TEST.DEFAULT_DIAMETER keeps the first pass.
-ESTIMATE_TOLERANCE = 0.1
-# An estimate is kept within this factor of TEST.DEFAULT_DIAMETER: a detector finds nuclei
-# in its anchors' range (8-128 px, about 0.5-8x the working diameter), and a stray tiny
-# estimate would otherwise cut a large image into thousands of tiles.
-ESTIMATE_RANGE = 8.0
 # A diameter under a pixel is not a nucleus' size.
 MIN_DIAMETER = 1.0
 
@@ -92,10 +86,32 @@ class Detection:
     score: float
     category_id: int  # 1-based, as in COCO files (Detectron2's class 0 -> 1)
     mask: CroppedMask
+    # The model's M x M mask probabilities, kept while the mask is at the working scale
+    # so that it can be pasted again at the original resolution.
+    probabilities: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)
+
+
+def paste_cropped(probabilities, box, shape, threshold=0.5) -> CroppedMask:
+    """``probabilities`` (M x M) pasted into ``box`` (x0, y0, x1, y1) of an image of ``shape``
+    (H, W), thresholded, as Detectron2's ``paste_masks_in_image`` does, but on a canvas
+    covering only the box, so no H x W array is made."""
+    height, width = shape
+    x0, y0, x1, y1 = box
+    left, top = max(0, int(math.floor(x0)) - 1), max(0, int(math.floor(y0)) - 1)
+    right, bottom = min(width, int(math.ceil(x1)) + 1), min(height, int(math.ceil(y1)) + 1)
+    if right <= left or bottom <= top:
+        return CroppedMask(0, 0, np.zeros((0, 0), dtype=bool))
+    local = Boxes(torch.tensor([[x0 - left, y0 - top, x1 - left, y1 - top]], dtype=torch.float32))
+    pasted = paste_masks_in_image(probabilities[None], local, (bottom - top, right - left), threshold=threshold)
+    mask = CroppedMask.from_full(pasted[0].numpy())
+    if mask.bits.size:
+        mask = CroppedMask(mask.y0 + top, mask.x0 + left, mask.bits)
+    return mask
 
 
 def detections_from_raw_instances(
-    raw: Instances, image_shape, score_threshold: float, mask_threshold: float = 0.5
+    raw: Instances, image_shape, score_threshold: float, mask_threshold: float = 0.5,
+    keep_probabilities: bool = False,
 ) -> List[Detection]:
     """Detections of one image from Detectron2's un-post-processed ROI-head output.
 
@@ -103,7 +119,8 @@ def detections_from_raw_instances(
     ``pred_masks`` as N x 1 x M x M probabilities. Boxes are scaled to
     ``image_shape`` (H, W) and clipped, empty boxes dropped, as
     ``detector_postprocess`` does; then each mask is pasted at full resolution
-    one at a time and cropped. Sorted by decreasing score.
+    one at a time, over its box only. Sorted by decreasing score.
+    ``keep_probabilities``: each detection keeps its M x M probabilities.
     """
     height, width = image_shape
     in_height, in_width = raw.image_size
@@ -119,18 +136,28 @@ def detections_from_raw_instances(
 
     detections = []
     for i in indices.tolist():
-        pasted = paste_masks_in_image(
-            probabilities[i : i + 1, 0], boxes[i : i + 1], (height, width), threshold=mask_threshold
-        )
+        box = tuple(float(v) for v in boxes.tensor[i])
         detections.append(
             Detection(
-                box=tuple(float(v) for v in boxes.tensor[i]),
+                box=box,
                 score=float(scores[i]),
                 category_id=int(classes[i]) + 1,
-                mask=CroppedMask.from_full(pasted[0].numpy()),
+                mask=paste_cropped(probabilities[i, 0], box, (height, width), mask_threshold),
+                probabilities=probabilities[i, 0] if keep_probabilities else None,
             )
         )
     return detections
+
+
+def rescaled_detection(detection: Detection, scale_y: float, scale_x: float, shape) -> Detection:
+    """A detection at the working scale brought to an image of ``shape`` (H, W) that is
+    1 / scale the size: its box divided, its mask pasted again from its probabilities."""
+    height, width = shape
+    x0, y0, x1, y1 = detection.box
+    box = (min(max(x0 / scale_x, 0.0), width), min(max(y0 / scale_y, 0.0), height),
+           min(max(x1 / scale_x, 0.0), width), min(max(y1 / scale_y, 0.0), height))
+    mask = paste_cropped(detection.probabilities, box, shape)
+    return replace(detection, box=box, mask=mask, probabilities=None)
 
 
 class NucleiPredictor:
@@ -173,6 +200,8 @@ class NucleiPredictor:
         self.target_diameter = float(self.cfg.INPUT.NUCLEUS_DIAMETER)
         self.default_diameter = float(self.cfg.TEST.DEFAULT_DIAMETER)
         self.tile_size, self.tile_overlap = int(self.cfg.TEST.TILE_SIZE), int(self.cfg.TEST.TILE_OVERLAP)
+        self.estimate_size = int(self.cfg.TEST.DIAMETER_ESTIMATE_SIZE)
+        self.last_estimate_passes = 0  # passes the last estimate took (0: not estimated)
         self.progress = False  # progress bar over the tiles of large images
         # The nucleus diameter (original pixels) the last image was predicted at, and whether
         # it was "given", "estimated" or the "default"; None for INPUT.SCALE_POLICY image_size.
@@ -197,24 +226,29 @@ class NucleiPredictor:
         if diameter is None and not self.by_diameter:
             self.last_diameter = self.last_diameter_source = None
             return self._predict_resized(image)
+        self.last_estimate_passes = 0
         if diameter is not None:
             check_diameter(diameter, image.shape[:2], name)
             self.last_diameter, self.last_diameter_source = float(diameter), "given"
             return self.predict_at_diameter(image, float(diameter))
-        first = self.predict_at_diameter(image, self.default_diameter)
-        estimate = median_diameter(d.mask.area for d in first if d.score >= self.estimate_threshold)
-        if estimate is None:
+        estimate = estimate_diameter(
+            self.predict_at_diameter, image, self.default_diameter, self.target_diameter,
+            self.estimate_size, lambda d: d.score >= self.estimate_threshold,
+        )
+        self.last_estimate_passes = estimate.passes
+        if estimate.diameter is None:
             (warn or _print_warning)(
                 f"{name}: no nucleus found to estimate the diameter; used TEST.DEFAULT_DIAMETER "
                 f"{self.default_diameter:g} px (pass --diameter to set it)"
             )
             self.last_diameter, self.last_diameter_source = self.default_diameter, "default"
-            return first
-        estimate = min(max(estimate, self.default_diameter / ESTIMATE_RANGE), self.default_diameter * ESTIMATE_RANGE)
-        self.last_diameter, self.last_diameter_source = estimate, "estimated"
-        if abs(math.log(estimate / self.default_diameter)) <= math.log(1 + ESTIMATE_TOLERANCE):
-            return first
-        return self.predict_at_diameter(image, estimate)
+        else:
+            self.last_diameter, self.last_diameter_source = estimate.diameter, "estimated"
+        if estimate.detections is not None and (
+            estimate.diameter is not None or estimate.detections_diameter == self.default_diameter
+        ):
+            return estimate.detections  # the last pass covered the whole image at the right scale
+        return self.predict_at_diameter(image, self.last_diameter)
 
     def _predict_resized(self, image):
         """INPUT.SCALE_POLICY image_size: the whole image resized by its short side."""
@@ -228,24 +262,29 @@ class NucleiPredictor:
 
     @torch.no_grad()
     def predict_at_diameter(self, image, diameter):
-        """Detections of ``image`` (in INPUT.FORMAT) whose nuclei have ``diameter`` pixels:
-        tiles of TEST.TILE_SIZE working-scale pixels, each resized to the working scale."""
+        """Detections of ``image`` (in INPUT.FORMAT) whose nuclei have ``diameter`` pixels: the
+        image resized once to the working scale, predicted in tiles of TEST.TILE_SIZE pixels
+        there, and the kept nuclei brought back to the image's own pixels."""
         scale = self.target_diameter / diameter
-        overlap = int(math.ceil(self.tile_overlap / scale))
-        tile = max(int(round(self.tile_size / scale)), overlap + 1)
-        return predict_tiled(
-            image, lambda tile_image: self.predict_tile(tile_image, scale), tile, overlap, progress=self.progress
-        )
-
-    def predict_tile(self, tile_image, scale):
-        """Detections of one tile (tile coordinates), the model seeing it resized by ``scale``."""
-        height, width = tile_image.shape[:2]
+        height, width = image.shape[:2]
         new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
-        resized = T.ResizeTransform(height, width, new_h, new_w, Image.BILINEAR).apply_image(tile_image)
-        tensor = torch.as_tensor(np.ascontiguousarray(resized.astype("float32").transpose(2, 0, 1)))
+        if (new_h, new_w) == (height, width):
+            working = image
+        else:
+            working = T.ResizeTransform(height, width, new_h, new_w, Image.BILINEAR).apply_image(image)
+        detections = predict_tiled(working, self.predict_tile, self.tile_size, self.tile_overlap, progress=self.progress)
+        if working is image:
+            return [replace(d, probabilities=None) for d in detections]
+        rescaled = (rescaled_detection(d, new_h / height, new_w / width, (height, width)) for d in detections)
+        return [d for d in rescaled if d.mask.area > 0]
+
+    def predict_tile(self, tile_image):
+        """Detections of one working-scale tile, in its coordinates, with their mask probabilities."""
+        height, width = tile_image.shape[:2]
+        tensor = torch.as_tensor(np.ascontiguousarray(tile_image.astype("float32").transpose(2, 0, 1)))
         inputs = [{"image": tensor, "height": height, "width": width}]
         raw = self.model.inference(inputs, do_postprocess=False)[0]
-        return detections_from_raw_instances(raw, (height, width), self.score_threshold)
+        return detections_from_raw_instances(raw, (height, width), self.score_threshold, keep_probabilities=True)
 
 
 def check_diameter(diameter, shape, name="the image", option="diameter"):
