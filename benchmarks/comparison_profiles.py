@@ -17,6 +17,7 @@ class Profile:
     timed: bool = True  # False: the schedule is a plan, not measured on its machine
     model_opts: tuple = ()  # (model key, (KEY, VALUE, ...)) pairs: overrides for one model only
     fpn_runs_from: str = ""  # another profile whose FPN runs this one shares instead of training its own
+    baseline: str = ""  # another profile whose results the report shows beside this one's, group by group
 
     def opts_for(self, model):
         return list(self.opts) + [v for m, opts in self.model_opts if m == model for v in opts]
@@ -24,19 +25,28 @@ class Profile:
 
 R18 = {"fpn": "configs/nuclei/mask_rcnn_R_18_FPN_cpu.yaml",
        "nested": "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"}
-R18_DIAMETER = {"fpn": "configs/nuclei/mask_rcnn_R_18_FPN_cpu_diameter.yaml",
-                "nested": "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu_diameter.yaml"}
 R101 = {"fpn": "configs/nuclei/mask_rcnn_R_101_FPN.yaml",
         "nested": "configs/nuclei/mask_rcnn_R_101_NestedFPN.yaml"}
 
 VAL = ("DATASETS.TEST", "('dsb2018_val',)")
+# Detectron2's resize by image size, the nuclei configs' policy before issue 13.
+IMAGE_SIZE = ("INPUT.SCALE_POLICY", "image_size")
 
 PROFILES = {
     "cpu-small": Profile(
-        configs=R18, seeds=(0, 1, 2), opts=(), test_size=256,
+        configs=R18, seeds=(0, 1, 2), opts=IMAGE_SIZE, test_size=256,
         description="ResNet-18, light heads, short side 256, batch 2, 600 iterations "
-                    "(the *_R_18_*_cpu.yaml configs unchanged), trained on dsb2018_train "
+                    "(the *_R_18_*_cpu.yaml configs with INPUT.SCALE_POLICY image_size, their "
+                    "policy before issue 13), trained on dsb2018_train "
                     "(335 images), tested on dsb2018_test (201 images)"),
+    # Issue 13's test-split comparison: cpu-small's schedule under the nuclei configs' default
+    # policy (nuclei rescaled to 17 px, estimated diameters at test), beside cpu-small.
+    "cpu-scale": Profile(
+        configs=R18, seeds=(0, 1, 2), opts=(), test_size=256, baseline="cpu-small",
+        description="ResNet-18, light heads, batch 2, 600 iterations, the *_R_18_*_cpu.yaml configs "
+                    "as they are: each training image rescaled so that its median nucleus is 17 px "
+                    "(x 0.8-1.25 jitter), 256 px crops; tested at the estimated diameter in 512 px "
+                    "tiles; trained on dsb2018_train (335 images), tested on dsb2018_test (201 images)"),
     "gpu-paper": Profile(
         configs=R101, seeds=(0, 1, 2),
         # Sized, not yet timed, for one run (start, train, test on 201 images) in one
@@ -56,7 +66,7 @@ PROFILES = {
     # nodes, where small nuclei are found) at 64 channels instead of 32. Whole-model GFLOPs stay
     # within 1 % of FPN's (backbone+neck +11 %).
     "cpu-small-nested64": Profile(
-        configs=R18, seeds=(0, 1, 2), opts=(), test_size=256,
+        configs=R18, seeds=(0, 1, 2), opts=IMAGE_SIZE, test_size=256,
         model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[64, 64, 128, 128]")),),
         fpn_runs_from="cpu-small",
         description="cpu-small (ResNet-18, light heads, short side 256, batch 2, 600 iterations, "
@@ -66,26 +76,26 @@ PROFILES = {
     # run with --model fpn (the policy is the model's input, not its neck). The winner
     # becomes the default of the nuclei configs and the policy of the next test profile.
     "val-image-size": Profile(
-        configs=R18, seeds=(0,), opts=VAL, test_size=256,
+        configs=R18, seeds=(0,), opts=VAL + IMAGE_SIZE, test_size=256,
         description="cpu-small's schedule (ResNet-18, light heads, 600 iterations, batch 2) with "
                     "today's policy, resize by image size (short side 256), scored on dsb2018_val"),
     "val-diameter-17": Profile(
-        configs=R18_DIAMETER, seeds=(0,), opts=VAL, test_size=256,
+        configs=R18, seeds=(0,), opts=VAL, test_size=256,
         description="cpu-small's schedule, images scaled so that their median nucleus is 17 px "
                     "(x 0.8-1.25 jitter), 256 px training crops; tested in 512 px tiles at the "
                     "estimated diameter; scored on dsb2018_val"),
     "val-diameter-12": Profile(
-        configs=R18_DIAMETER, seeds=(0,), opts=VAL + ("INPUT.NUCLEUS_DIAMETER", "12.0"), test_size=256,
+        configs=R18, seeds=(0,), opts=VAL + ("INPUT.NUCLEUS_DIAMETER", "12.0"), test_size=256,
         description="as val-diameter-17 with a 12 px working diameter"),
     "val-diameter-24": Profile(
-        configs=R18_DIAMETER, seeds=(0,), opts=VAL + ("INPUT.NUCLEUS_DIAMETER", "24.0"), test_size=256,
+        configs=R18, seeds=(0,), opts=VAL + ("INPUT.NUCLEUS_DIAMETER", "24.0"), test_size=256,
         description="as val-diameter-17 with a 24 px working diameter"),
     "val-diameter-17-jitter-wide": Profile(
-        configs=R18_DIAMETER, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_JITTER", "(0.5, 2.0)"), test_size=256,
+        configs=R18, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_JITTER", "(0.5, 2.0)"), test_size=256,
         description="as val-diameter-17 with a wider scale jitter, x 0.5-2.0 (nuclei of 8.5-34 px "
                     "in training)"),
     "val-diameter-17-crop384": Profile(
-        configs=R18_DIAMETER, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_CROP_SIZE", "384"), test_size=256,
+        configs=R18, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_CROP_SIZE", "384"), test_size=256,
         description="as val-diameter-17 with 384 px training crops instead of 256 px"),
     "smoke": Profile(
         configs=R18, seeds=(0, 1),

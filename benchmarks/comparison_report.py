@@ -188,7 +188,43 @@ def model_cost(costs, model):
     return (costs or {}).get("models", {}).get(model)
 
 
-def render_markdown(profile_name, profile, runs, command, costs=None):
+def baseline_section(runs, baseline_name, baseline_runs, models):
+    """This profile's results beside another's (e.g. the same schedule under the old scale policy):
+    overall, then per modality and per image size, mean over runs."""
+    if not baseline_runs:
+        return []
+    names = model_names(runs)
+    lines = ["", f"## Beside `{baseline_name}`", "",
+             f"Each cell: `{baseline_name}` → this profile (mean over seeds; fg IoU %, DSB mAP).", "",
+             "| group | images | " + " | ".join(f"fg IoU {names[m]} | DSB mAP {names[m]}" for m in models) + " |",
+             "| --- | ---: |" + " ---: |" * (2 * len(models))]
+
+    def cells(old_rows, new_rows, images):
+        out = []
+        for m in models:
+            for key, decimals in (("fg_iou", 2), ("dsb_map", 3)):
+                old, new = old_rows.get((m, key)), new_rows.get((m, key))
+                out.append(f"{fmt(old, decimals=decimals)} → {fmt(new, decimals=decimals)}")
+        return f" | {images} | " + " | ".join(out) + " |"
+
+    def overall(rs):
+        return {(m, key): mean_std([r["metrics"]["nuclei"][key] for r in rs if r["model"] == m])[0]
+                for m in models for key in ("fg_iou", "dsb_map")}
+
+    lines.append("| all" + cells(overall(baseline_runs), overall(runs), len(runs[0].get("per_image", []))))
+    for title, group_of in (("modality", lambda i: i.get("modality") or "unknown"), ("size", size_group)):
+        old = {row["group"]: row for row in breakdown(baseline_runs, group_of)}
+        for row in breakdown(runs, group_of):
+            lines.append(f"| {title} {row['group']}" + cells(old.get(row["group"], {}), row, row["images"]))
+    def cpu_per_image(rs, m):
+        return mean_of([r for r in rs if r["model"] == m], lambda r: r["inference_timing"]["cpu_s_per_image"])
+
+    infer = [f"{names[m]} {fmt(cpu_per_image(baseline_runs, m))} → {fmt(cpu_per_image(runs, m))}" for m in models]
+    lines += ["", "Inference CPU s per test image: " + "; ".join(infer) + "."]
+    return lines
+
+
+def render_markdown(profile_name, profile, runs, command, costs=None, baseline_runs=None):
     lines = header_section(profile_name, profile)
     if not runs:
         return "\n".join(lines + ["No finished runs yet.", ""])
@@ -201,6 +237,7 @@ def render_markdown(profile_name, profile, runs, command, costs=None):
     lines += breakdown_section("modality", runs, lambda i: i.get("modality") or "unknown", models)
     lines += breakdown_section("image size (height × width)", runs, size_group, models)
     lines += scale_section(runs, models)
+    lines += baseline_section(runs, profile.baseline, baseline_runs, models)
     lines += method_section(profile_name, profile, runs, command, costs)
     return "\n".join(lines)
 
@@ -457,9 +494,10 @@ def write_report(profile_name, profile, runs_dir, fpn_runs_dir, results_dir, com
     if fpn_runs_dir:
         runs = [r for r in runs if r["model"] != "fpn"]
         runs = in_report_order(runs + [r for r in load_runs(fpn_runs_dir) if r["model"] == "fpn"])
+    baseline_runs = load_runs(os.path.join(results_dir, "nuclei_runs", profile.baseline)) if profile.baseline else None
     os.makedirs(results_dir, exist_ok=True)
     stem = os.path.join(results_dir, f"nuclei_instance_{profile_name}")
-    text = render_markdown(profile_name, profile, runs, command, costs)
+    text = render_markdown(profile_name, profile, runs, command, costs, baseline_runs)
     if runs:
         render_chart(profile_name, runs, stem + ".png", costs)
         text = text.replace("## How these numbers were made",

@@ -2,7 +2,7 @@
 """Tiled prediction of big images: mosaics of one sample image, nuclei counted, duplicates, memory.
 
     DETECTRON2_DATASETS=datasets OMP_NUM_THREADS=2 python benchmarks/tiled_inference.py \
-        --config-file configs/nuclei/mask_rcnn_R_18_FPN_cpu_diameter.yaml \
+        --config-file configs/nuclei/mask_rcnn_R_18_FPN_cpu.yaml \
         --weights output/compare/val-diameter-17/fpn_seed0/model_final.pth --sizes 4000 8000
 
 Predicts one image of the embedded sample (its nuclei found on the image alone

@@ -162,9 +162,15 @@ def test_profiles_build_configs_that_differ_only_in_the_backbone(name, tmp_path)
         assert cfgs["fpn"].DATASETS.TEST == ("dsb2018_val",) and profile.seeds
     else:
         assert len(profile.seeds) >= 2 and cfgs["fpn"].DATASETS.TEST != ("dsb2018_val",)
-    if name == "cpu-small":
+    if name == "cpu-small":  # reproducible as committed: the policy of before issue 13
         assert cfgs["fpn"].SOLVER.MAX_ITER == 600 and len(profile.seeds) >= 3
         assert cfgs["fpn"].DATASETS.TEST == ("dsb2018_test",)
+        assert cfgs["fpn"].INPUT.SCALE_POLICY == "image_size" and cfgs["fpn"].INPUT.MIN_SIZE_TRAIN == (256,)
+    if name == "cpu-scale":  # cpu-small's schedule and data under the configs' default policy
+        small = nuclei_comparison.build_cfg(PROFILES["cpu-small"], "fpn", 3, str(tmp_path))[0]
+        assert cfgs["fpn"].INPUT.SCALE_POLICY == "diameter" and profile.baseline == "cpu-small"
+        assert cfgs["fpn"].SOLVER == small.SOLVER and cfgs["fpn"].DATASETS == small.DATASETS
+        assert len(profile.seeds) >= 3
     if name == "cpu-small-nested64":  # an ablation of the nested model only: FPN is cpu-small's
         assert cfgs["nested"].MODEL.NESTED_FPN.NODE_CHANNELS == [64, 64, 128, 128]
         baseline = nuclei_comparison.build_cfg(PROFILES["cpu-small"], "fpn", 3,
@@ -297,3 +303,24 @@ def test_a_screen_table_has_a_row_per_profile_and_model_and_names_those_not_run(
     assert len(row) == 1 and "| Mask R-CNN (FPN) | 2 | 71.00 ± 1.41 | 0.400 ± 0.000 |" in row[0]
     assert "| 55.00 | – |" in row[0]  # the 1024 x 1024 group, and no 360 x 360 image
     assert "Not run yet: val-diameter-17." in text
+
+
+def test_a_profile_with_a_baseline_shows_its_groups_beside_the_baseline_s(tmp_path):
+    images = [{"height": 1024, "width": 1024, "modality": "grey", "fg_iou": 8.0, "dsb_map": 0.05},
+              {"height": 256, "width": 256, "modality": "colour", "fg_iou": 70.0, "dsb_map": 0.4}]
+    scaled = [dict(images[0], fg_iou=64.0, dsb_map=0.3), dict(images[1], fg_iou=71.0)]
+    results = tmp_path / "results"
+    write_runs(results / "nuclei_runs" / "cpu-small",
+               [fake_run(m, 0, 39.0, 0.225, per_image=images) for m in ("fpn", "nested")])
+    new_runs = [fake_run(m, 0, 67.5, 0.35, per_image=scaled) for m in ("fpn", "nested")]
+    for r in new_runs:
+        r["inference_timing"]["cpu_s_per_image"] = 0.9
+    write_runs(results / "nuclei_runs" / "cpu-scale", new_runs)
+    argv = ["--profile", "cpu-scale", "--render-only", "--results-dir", str(results)]
+    assert nuclei_comparison.main(argv) == 0
+    text = (results / "nuclei_instance_cpu-scale.md").read_text()
+    assert "## Beside `cpu-small`" in text
+    assert "| all | 2 | 39.00 → 67.50 | 0.225 → 0.350 |" in text
+    assert "| size 1024×1024 | 1 | 8.00 → 64.00 | 0.050 → 0.300 |" in text
+    assert "| modality colour | 1 | 70.00 → 71.00 |" in text
+    assert "Mask R-CNN (FPN) 0.30 → 0.90" in text

@@ -139,19 +139,21 @@ def _decoded_masks(record):
     return [mask_util.decode(a["segmentation"]).astype(bool) for a in record["annotations"]]
 
 
-@pytest.mark.parametrize("arch", ["NestedFPN", "FPN"])
-def test_diameter_configs_differ_from_their_parent_only_by_the_scale_keys(repo_root, arch):
+@pytest.mark.parametrize("name", ["mask_rcnn_R_18_FPN_cpu", "mask_rcnn_R_18_NestedFPN_cpu", "mask_rcnn_R_50_FPN",
+                                  "mask_rcnn_R_50_NestedFPN", "mask_rcnn_R_101_FPN", "mask_rcnn_R_101_NestedFPN",
+                                  "demo_R_18_NestedFPN_cpu"])
+def test_instance_configs_scale_by_nucleus_diameter_and_keep_image_size_as_a_choice(repo_root, name):
     import os
 
     from maskrcnnpp.engine.setup import load_cfg
 
-    folder = os.path.join(repo_root, "configs", "nuclei")
-    scaled = load_cfg(os.path.join(folder, f"mask_rcnn_R_18_{arch}_cpu_diameter.yaml"))
-    parent = load_cfg(os.path.join(folder, f"mask_rcnn_R_18_{arch}_cpu.yaml"))
-    check_scale_config(scaled)
-    assert scaled.INPUT.SCALE_POLICY == "diameter" and parent.INPUT.SCALE_POLICY == "image_size"
-    parent.INPUT.SCALE_POLICY = "diameter"
-    assert scaled == parent
+    path = os.path.join(repo_root, "configs", "nuclei", f"{name}.yaml")
+    cfg = load_cfg(path)
+    check_scale_config(cfg)
+    assert cfg.INPUT.SCALE_POLICY == "diameter" and cfg.INPUT.NUCLEUS_DIAMETER == 17.0
+    assert cfg.INPUT.DIAMETER_CROP_SIZE == (256 if "cpu" in name else 512)
+    old = load_cfg(path, ["INPUT.SCALE_POLICY", "image_size"])
+    assert old.INPUT.MIN_SIZE_TRAIN == ((256,) if "cpu" in name else (448, 512, 576, 640))
 
 
 def test_loaders_check_the_scale_keys_before_reading_data():
