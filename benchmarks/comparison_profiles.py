@@ -18,6 +18,7 @@ class Profile:
     model_opts: tuple = ()  # (model key, (KEY, VALUE, ...)) pairs: overrides for one model only
     fpn_runs_from: str = ""  # another profile whose FPN runs this one shares instead of training its own
     baseline: str = ""  # another profile whose results the report shows beside this one's, group by group
+    weights_from: str = ""  # another profile whose trained model (same model and seed) each run starts from
 
     def opts_for(self, model):
         return list(self.opts) + [v for m, opts in self.model_opts if m == model for v in opts]
@@ -97,6 +98,23 @@ PROFILES = {
     "val-diameter-17-crop384": Profile(
         configs=R18, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_CROP_SIZE", "384"), test_size=256,
         description="as val-diameter-17 with 384 px training crops instead of 256 px"),
+    # Fine-tuning (issue 14), Mask R-CNN R-18 only (run with --model fpn): a model trained on
+    # the grey (fluorescence) training images, scored on the colour test images, then fine-tuned
+    # on the colour training images. The all-images row is cpu-scale's FPN runs (same config).
+    "finetune-grey": Profile(
+        configs=R18, seeds=(0, 1, 2), test_size=256,
+        opts=("DATASETS.TRAIN", "('dsb2018_train_grey',)", "DATASETS.TEST", "('dsb2018_test_colour',)"),
+        description="the R-18 CPU config (600 iterations, batch 2, nuclei at 17 px) trained on the grey "
+                    "(fluorescence) images of dsb2018_train only, scored on the colour images of dsb2018_test"),
+    "finetune-colour": Profile(
+        configs=R18, seeds=(0, 1, 2), test_size=256, weights_from="finetune-grey",
+        # A short schedule at half the learning rate: the model starts trained.
+        opts=("DATASETS.TRAIN", "('dsb2018_train_colour',)", "DATASETS.TEST", "('dsb2018_test_colour',)",
+              "SOLVER.MAX_ITER", "200", "SOLVER.BASE_LR", "0.005", "SOLVER.WARMUP_ITERS", "20",
+              "SOLVER.STEPS", "(150,)", "SOLVER.CHECKPOINT_PERIOD", "100"),
+        description="finetune-grey's model of the same seed fine-tuned 200 iterations (learning rate "
+                    "0.005, x0.1 at 150) on the colour images of dsb2018_train, scored on the colour "
+                    "images of dsb2018_test"),
     "smoke": Profile(
         configs=R18, seeds=(0, 1),
         opts=("DATASETS.TRAIN", "('dsb2018_sample_train',)",
@@ -119,4 +137,18 @@ SCREENS = {
         "profiles": ("val-image-size", "val-diameter-12", "val-diameter-17", "val-diameter-24",
                      "val-diameter-17-jitter-wide", "val-diameter-17-crop384"),
     },
+}
+
+
+# The fine-tuning table (issue 14): Mask R-CNN R-18 runs scored on the colour test images
+# (for cpu-scale, which is tested on all of them, its colour images only).
+FINE_TUNING = {
+    "file": "fine_tuning_colour.md",
+    "title": "Fine-tuning onto colour (brightfield/H&E) nuclei (issue 14)",
+    "model": "fpn",
+    "rows": (("trained on grey images only, 600 iterations", "finetune-grey"),
+             ("then fine-tuned on colour images, +200 iterations", "finetune-colour"),
+             ("trained on all training images, 600 iterations", "cpu-scale")),
+    "before": "finetune-grey",
+    "after": "finetune-colour",
 }

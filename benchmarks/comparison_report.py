@@ -560,3 +560,49 @@ def render_screen(name, screen, profiles, results_dir):
     with atomic_write(os.path.join(results_dir, f"{name}.md"), encoding="utf-8") as f:
         f.write("\n".join(lines))
     return "\n".join(lines)
+
+
+def colour_means(run):
+    """(fg IoU, DSB mAP) of a run averaged over its colour test images."""
+    images = [i for i in run.get("per_image", []) if i.get("modality") == "colour"]
+    return tuple(statistics.fmean(i[key] for i in images) if images else None for key in ("fg_iou", "dsb_map"))
+
+
+def render_fine_tuning(table, results_dir):
+    """The fine-tuning table from its profiles' run JSONs: one row per profile, mean ± std over
+    seeds on the colour test images, and the paired fine-tuned − grey-only difference."""
+    runs = {}
+    for _, profile_name in table["rows"]:
+        found = load_runs(os.path.join(results_dir, "nuclei_runs", profile_name))
+        runs[profile_name] = {r["seed"]: colour_means(r) for r in found if r["model"] == table["model"]}
+    lines = [f"# {table['title']}", "",
+             "Mask R-CNN (R-18 FPN CPU config, nuclei at 17 px), mean ± std over seeds, on the colour "
+             "images of dsb2018_test.", "",
+             "| row | profile | seeds | fg IoU (%) | DSB mAP |", "| --- | --- | --- | ---: | ---: |"]
+    for label, profile_name in table["rows"]:
+        values = runs[profile_name]
+        seeds = ", ".join(str(s) for s in sorted(values)) or "none yet"
+        cells = [fmt(*mean_std([v[k] for v in values.values() if v[k] is not None]), decimals=d)
+                 for k, d in ((0, 2), (1, 3))]
+        lines.append(f"| {label} | `{profile_name}` | {seeds} | " + " | ".join(cells) + " |")
+    before, after = runs[table["before"]], runs[table["after"]]
+    paired = sorted(set(before) & set(after))
+    if paired:
+        lines += ["", f"Fine-tuned − grey only, paired by seed ({len(paired)} pairs):", ""]
+        for k, (name, decimals) in enumerate((("fg IoU", 2), ("DSB mAP", 3))):
+            diffs = [after[s][k] - before[s][k] for s in paired]
+            spread = max(mean_std(diffs)[1] or 0.0,
+                         mean_std([before[s][k] for s in paired])[1] or 0.0,
+                         mean_std([after[s][k] for s in paired])[1] or 0.0)
+            mean = statistics.fmean(diffs)
+            per_seed = ", ".join(f"seed {s} {d:+.{decimals}f}" for s, d in zip(paired, diffs))
+            verdict = "beyond" if mean > spread else "not beyond"
+            lines.append(f"- {name}: {mean:+.{decimals}f} ({per_seed}); {verdict} the seed spread "
+                         f"{spread:.{decimals}f} (largest of the paired-difference std and each row's std)")
+    commands = sorted({r["command"] for _, p in table["rows"]
+                       for r in load_runs(os.path.join(results_dir, "nuclei_runs", p))})
+    lines += ["", "Commands:", ""] + [f"- `{c}`" for c in commands] + [""]
+    text = "\n".join(lines)
+    with atomic_write(os.path.join(results_dir, table["file"]), encoding="utf-8") as f:
+        f.write(text)
+    return text

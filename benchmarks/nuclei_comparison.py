@@ -33,10 +33,11 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 from maskrcnnpp.engine import Trainer  # noqa: E402
 from maskrcnnpp.engine.scaled_model import DiameterScaledModel  # noqa: E402
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
+from maskrcnnpp.errors import UserError, run_command  # noqa: E402
 from maskrcnnpp.utils.json_io import write_json_atomic  # noqa: E402
 
 import comparison_report  # noqa: E402
-from comparison_profiles import MODELS, PROFILES, SCREENS  # noqa: E402
+from comparison_profiles import FINE_TUNING, MODELS, PROFILES, SCREENS  # noqa: E402
 
 logger = logging.getLogger("maskrcnnpp.compare")
 
@@ -78,8 +79,16 @@ def is_running_elsewhere(output_dir):
     return False
 
 
-def build_cfg(profile, model, seed, output_dir):
+def start_weights(profile, model, seed, output_root):
+    """The model_final.pth a profile with ``weights_from`` starts from (same model and seed)."""
+    return os.path.join(run_output_dir(output_root, profile.weights_from, model, seed), "model_final.pth")
+
+
+def build_cfg(profile, model, seed, output_dir, output_root=None):
     opts = profile.opts_for(model) + ["SEED", str(seed), "OUTPUT_DIR", output_dir]
+    if profile.weights_from:
+        opts += ["MODEL.WEIGHTS", start_weights(profile, model, seed, output_root or os.path.dirname(
+            os.path.dirname(output_dir)))]
     return load_cfg(os.path.join(REPO, profile.configs[model]), opts), opts
 
 
@@ -193,7 +202,11 @@ def run_one(profile_name, model_key, seed, runs_dir, output_root, command):
     profile = PROFILES[profile_name]
     output_dir = run_output_dir(output_root, profile_name, model_key, seed)
     lock = run_lock(output_dir)  # noqa: F841  (held until this process exits)
-    cfg, opts = build_cfg(profile, model_key, seed, output_dir)
+    cfg, opts = build_cfg(profile, model_key, seed, output_dir, output_root)
+    if profile.weights_from and not os.path.isfile(cfg.MODEL.WEIGHTS):
+        raise UserError(f"{profile_name} {model_key} seed {seed} starts from {cfg.MODEL.WEIGHTS}, which does "
+                        f"not exist yet: run tools/compare.py --profile {profile.weights_from} --model "
+                        f"{model_key} --seed {seed} first")
     (test_set,) = cfg.DATASETS.TEST
     cfg.DATASETS.TEST = ()  # no evaluation hook in training: evaluated below, timed on its own
     cfg.freeze()
@@ -324,9 +337,15 @@ def render(args, command):
     for name, screen in SCREENS.items():
         if args.profile in screen["profiles"]:
             comparison_report.render_screen(name, screen, PROFILES, args.results_dir)
+    if args.profile in (p for _, p in FINE_TUNING["rows"]):
+        comparison_report.render_fine_tuning(FINE_TUNING, args.results_dir)
 
 
 def main(argv=None):
+    return run_command(compare, argv)
+
+
+def compare(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     command = args.recorded_command or command_line(argv)

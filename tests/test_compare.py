@@ -324,3 +324,41 @@ def test_a_profile_with_a_baseline_shows_its_groups_beside_the_baseline_s(tmp_pa
     assert "| size 1024×1024 | 1 | 8.00 → 64.00 | 0.050 → 0.300 |" in text
     assert "| modality colour | 1 | 70.00 → 71.00 |" in text
     assert "Mask R-CNN (FPN) 0.30 → 0.90" in text
+
+
+def test_a_fine_tuning_run_starts_from_its_source_profile_s_model_of_the_same_seed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(nuclei_comparison, "ensure_costs", lambda *a: None)
+    profile = PROFILES["finetune-colour"]
+    out = str(tmp_path / "out")
+    cfg = nuclei_comparison.build_cfg(profile, "fpn", 2, nuclei_comparison.run_output_dir(
+        out, "finetune-colour", "fpn", 2), out)[0]
+    assert cfg.MODEL.WEIGHTS == os.path.join(out, "finetune-grey", "fpn_seed2", "model_final.pth")
+    assert cfg.DATASETS.TRAIN == ("dsb2018_train_colour",) and cfg.SOLVER.MAX_ITER == 200
+    grey = nuclei_comparison.build_cfg(PROFILES["finetune-grey"], "fpn", 2, str(tmp_path))[0]
+    assert grey.DATASETS.TRAIN == ("dsb2018_train_grey",) and grey.DATASETS.TEST == cfg.DATASETS.TEST
+    # before the grey model exists: one line naming what to run first, exit 2
+    argv = ["--profile", "finetune-colour", "--model", "fpn", "--seed", "2", "--results-dir",
+            str(tmp_path / "results"), "--output-root", out]
+    with pytest.raises(SystemExit) as exit_info:
+        nuclei_comparison.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: finetune-colour fpn seed 2 starts from") and "--profile finetune-grey" in err
+
+
+def test_the_fine_tuning_table_scores_colour_images_and_pairs_seeds(tmp_path):
+    colour = {"height": 256, "width": 320, "modality": "colour"}
+    grey = {"height": 256, "width": 256, "modality": "grey", "fg_iou": 99.0, "dsb_map": 0.9}
+    results = tmp_path / "results"
+    for profile, base in (("finetune-grey", 40.0), ("finetune-colour", 60.0), ("cpu-scale", 55.0)):
+        runs = [fake_run("fpn", s, 0.0, 0.0, per_image=[dict(colour, fg_iou=base + s, dsb_map=base / 200), grey])
+                for s in (0, 1, 2)]
+        write_runs(results / "nuclei_runs" / profile, runs + [fake_run("nested", 0, 0.0, 0.0, per_image=[
+            dict(colour, fg_iou=1.0, dsb_map=0.0)])])
+    from comparison_profiles import FINE_TUNING
+
+    text = comparison_report.render_fine_tuning(FINE_TUNING, str(results))
+    assert "| trained on grey images only, 600 iterations | `finetune-grey` | 0, 1, 2 | 41.00 ± 1.00 | 0.200 ± 0.000 |" in text
+    assert "| `cpu-scale` | 0, 1, 2 | 56.00 ± 1.00 |" in text  # its colour images only, FPN only
+    assert "- fg IoU: +20.00 (seed 0 +20.00, seed 1 +20.00, seed 2 +20.00); beyond the seed spread 1.00" in text
+    assert (results / "fine_tuning_colour.md").read_text() == text
