@@ -117,7 +117,7 @@ PROFILES = {
                     "images of dsb2018_test"),
     "smoke": Profile(
         configs=R18, seeds=(0, 1),
-        opts=("DATASETS.TRAIN", "('dsb2018_sample_train',)",
+        opts=IMAGE_SIZE + ("DATASETS.TRAIN", "('dsb2018_sample_train',)",
               "DATASETS.TEST", "('dsb2018_sample_val',)",
               "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "256",
               "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "256",

@@ -129,7 +129,7 @@ def test_every_neck_parameter_gets_a_gradient_in_a_training_step(repo_root, tmp_
     # Detectron2 wraps models in DDP without find_unused_parameters: an unused
     # parameter would hang multi-GPU training, so every one must get a gradient.
     cfg = cpu_cfg(repo_root, **{"MODEL.NESTED_FPN.CONNECTIVITY": connectivity})
-    cfg.INPUT.MIN_SIZE_TRAIN = (128,)
+    cfg.INPUT.SCALE_POLICY, cfg.INPUT.MIN_SIZE_TRAIN = "image_size", (128,)  # a plain DatasetMapper
     torch.manual_seed(0)
     model = build_model(cfg).train()
     records = synthetic.make_dataset(str(tmp_path), num_images=2)

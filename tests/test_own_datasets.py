@@ -90,7 +90,8 @@ def test_the_imported_set_trains_by_name_with_no_python(root, repo_root, tmp_pat
     cmd = [
         sys.executable, os.path.join(repo_root, "tools/train_net.py"), "--config-file", os.path.join(repo_root, CONFIG),
         "DATASETS.TRAIN", f"('{name}_train',)", "DATASETS.TEST", f"('{name}_val', '{name}_train_colour')",
-        "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "256", "INPUT.MIN_SIZE_TEST", "128",
+        "INPUT.SCALE_POLICY", "image_size", "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "256",
+        "INPUT.MIN_SIZE_TEST", "128",
         "INPUT.MAX_SIZE_TEST", "256", "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()",
         "DATALOADER.NUM_WORKERS", "0", "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(out),
     ]

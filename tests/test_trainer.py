@@ -24,7 +24,7 @@ def small_cfg(repo_root, output_dir, dataset, max_iter):
         os.path.join(repo_root, "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"),
         [
             "DATASETS.TRAIN", f"('{dataset}',)", "DATASETS.TEST", "()",
-            "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "256",
+            "INPUT.SCALE_POLICY", "image_size", "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "256",
             "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "256",
             "SOLVER.MAX_ITER", str(max_iter), "SOLVER.WARMUP_ITERS", "5",
             "SOLVER.BASE_LR", "0.01", "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "10",
