@@ -140,6 +140,7 @@ def test_more_than_65535_nuclei_give_a_32_bit_tiff(tmp_path, monkeypatch):
 
     from maskrcnnpp.predict import cli
     from maskrcnnpp.predict.inputs import prepare_output_dir
+    from maskrcnnpp.predict.outputs import read_label_image
     from maskrcnnpp.predict.predictor import CroppedMask, Detection
 
     height, width = 270, 270
@@ -165,6 +166,7 @@ def test_more_than_65535_nuclei_give_a_32_bit_tiff(tmp_path, monkeypatch):
         labels = np.array(image)
     assert labels.dtype == np.int32 and labels.max() == count
     assert len(np.unique(labels)) == count + 1
+    np.testing.assert_array_equal(read_label_image(result.label_path), labels)  # read back, not wrapped
     assert any("32-bit TIFF" in m and "dense.png" in m for m in messages)
 
 

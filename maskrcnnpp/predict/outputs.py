@@ -105,12 +105,13 @@ def write_label_image(labels, path):
 
 
 def read_label_image(path):
-    """A label image written by :func:`write_label_image` (or any 8/16-bit one) as uint16."""
+    """A label image written by :func:`write_label_image` (or any 8/16/32-bit one): uint16, or
+    the file's own 32-bit type for a TIFF with more than 65,535 labels (never wrapped)."""
     with Image.open(path) as image:
         labels = np.array(image)
     if labels.ndim != 2:
         raise ValueError(f"{path}: a label image has one channel, this one has shape {labels.shape}")
-    return labels.astype(np.uint16)
+    return labels if labels.dtype.itemsize > 2 else labels.astype(np.uint16)
 
 
 FILL_ALPHA = 0.35
