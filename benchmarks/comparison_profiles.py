@@ -60,8 +60,8 @@ PROFILES = {
               "DATALOADER.NUM_WORKERS", "8"),
         test_size=512, timed=False,
         description="ResNet-101, the paper-sized configs (4conv1fc box head, 256-channel "
-                    "pyramid, multi-scale 448-640 training, short side 512 at test), "
-                    "batch 8, 1200 iterations (about 29 epochs of dsb2018_train) on one H100; "
+                    "pyramid; nuclei rescaled to 17 px, x 0.8-1.25, in 512 px training crops; tested "
+                    "at the estimated diameter in 512 px tiles), batch 8, 1200 iterations (about 29 epochs of dsb2018_train) on one H100; "
                     "the schedule is planned, not yet timed there"),
     # An ablation, not the headline: cpu-small with the nested FPN's finest node level (the p2
     # nodes, where small nuclei are found) at 64 channels instead of 32. Whole-model GFLOPs stay
