@@ -1,15 +1,19 @@
 #!/usr/bin/env python
 """Train and evaluate U-Net, wide U-Net and UNet++ (deep supervision) on the nuclei foreground.
 
-    DETECTRON2_DATASETS=datasets OMP_NUM_THREADS=1 python benchmarks/semantic_comparison.py
+    DETECTRON2_DATASETS=datasets OMP_NUM_THREADS=1 python benchmarks/semantic_comparison.py --seeds 0 1 2
 
 Each row is one config (configs/nuclei/*_cpu.yaml, which differ only in the
-model) trained from scratch with the repository's Trainer, then evaluated on
-DATASETS.TEST (dsb2018_test, 201 images) with NucleiEvaluator: foreground IoU
-and Dice of the probability map thresholded at 0.5. Trailing KEY VALUE pairs
-override every row alike (e.g. SOLVER.MAX_ITER 300). One JSON per run goes to
-benchmarks/results/semantic_nuclei_cpu/, and the markdown table is rebuilt from
-all of them, so rows may be run one at a time (--rows).
+model) trained from scratch with the repository's Trainer, with a fixed SEED
+per run, then evaluated on DATASETS.TEST (dsb2018_test, 201 images) with
+NucleiEvaluator: foreground IoU and Dice of the probability map thresholded at
+0.5. Trailing KEY VALUE pairs override every row alike (e.g. SOLVER.MAX_ITER
+300). One JSON per (row, seed) goes to benchmarks/results/semantic_nuclei_cpu/
+(``<row>_seed<k>.json``); finished runs are skipped, and the markdown table
+(mean ± std over seeds, and the UNet++ − U-Net difference paired by seed) is
+rebuilt from all of them, so rows and seeds may be run a few at a time
+(--rows, --seeds). The single random-seed runs of before (``<row>.json``) are
+listed apart.
 """
 import argparse
 import datetime
@@ -17,6 +21,7 @@ import json
 import logging
 import os
 import shlex
+import statistics
 import sys
 import time
 
@@ -26,6 +31,7 @@ from repo_path import REPO  # this checkout's maskrcnnpp first on sys.path
 from measure import cpu_model  # noqa: E402
 import maskrcnnpp  # noqa: E402,F401  (registers datasets and the meta-architecture)
 
+from detectron2.utils.env import seed_all_rng  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from maskrcnnpp.engine import Trainer  # noqa: E402
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
@@ -40,9 +46,13 @@ RESULTS = os.path.join(REPO, "benchmarks", "results")
 RUNS = os.path.join(RESULTS, "semantic_nuclei_cpu")
 
 
-def run_row(key, opts, output_root, threads, command):
+def run_path(runs_dir, key, seed):
+    return os.path.join(runs_dir, f"{key}_seed{seed}.json")
+
+
+def run_row(key, seed, opts, output_root, threads, command, runs_dir=RUNS):
     name, config = ROWS[key]
-    opts = list(opts) + ["OUTPUT_DIR", os.path.join(output_root, key)]
+    opts = list(opts) + ["SEED", str(seed), "OUTPUT_DIR", os.path.join(output_root, f"{key}_seed{seed}")]
     cfg = load_cfg(os.path.join(REPO, config), opts)
     test_sets = cfg.DATASETS.TEST
     cfg.DATASETS.TEST = ()  # evaluate after training, timed on its own
@@ -51,7 +61,8 @@ def run_row(key, opts, output_root, threads, command):
     with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
         f.write(cfg.dump())
 
-    torch.manual_seed(cfg.SEED if cfg.SEED >= 0 else 0)
+    seed_all_rng(seed)  # the same data order and patches for every row of one seed
+    torch.manual_seed(seed)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     start = time.perf_counter()
@@ -74,6 +85,7 @@ def run_row(key, opts, output_root, threads, command):
     nuclei = results["nuclei"] if len(test_sets) == 1 else results
     record = {
         "row": key,
+        "seed": seed,
         "model": name,
         "config": config,
         "overrides": list(opts),
@@ -89,7 +101,7 @@ def run_row(key, opts, output_root, threads, command):
         "settings": settings_of(cfg),
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
     }
-    write_json_atomic(os.path.join(RUNS, f"{key}.json"), record, indent=2)
+    write_json_atomic(run_path(runs_dir, key, seed), record, indent=2)
     return record
 
 
@@ -114,13 +126,78 @@ def settings_of(cfg) -> dict:
     }
 
 
-def write_report():
-    runs = {}
+def load_runs(runs_dir):
+    """({row: {seed: run}}, [single random-seed runs of before]) from the JSONs in ``runs_dir``."""
+    seeded, single = {}, []
+    for name in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
+        if not name.endswith(".json"):
+            continue
+        with open(os.path.join(runs_dir, name)) as f:
+            run = json.load(f)
+        if "seed" in run:
+            seeded.setdefault(run["row"], {})[run["seed"]] = run
+        else:
+            single.append(run)
+    return seeded, single
+
+
+def mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def fmt(mean, std, decimals=2, sign=False):
+    if mean is None:
+        return "–"
+    text = f"{mean:+.{decimals}f}" if sign else f"{mean:.{decimals}f}"
+    return text if std is None else f"{text} ± {std:.{decimals}f}"
+
+
+def seeded_table(seeded):
+    lines = ["| model | params | seeds | iterations | train time (min) | s/iter | fg IoU | fg Dice "
+             "| pooled IoU | eval s/image |", "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key in ROWS:
-        path = os.path.join(RUNS, f"{key}.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                runs[key] = json.load(f)
+        runs = seeded.get(key)
+        if not runs:
+            continue
+        rs = [runs[s] for s in sorted(runs)]
+        first = rs[0]
+
+        def stat(get, decimals=2):
+            return fmt(*mean_std([get(r) for r in rs]), decimals=decimals)
+
+        lines.append(
+            f"| {first['model']} | {first['parameters'] / 1e6:.2f}M | {', '.join(str(s) for s in sorted(runs))} "
+            f"| {first['iterations']} | {stat(lambda r: r['train_seconds'] / 60, 1)} "
+            f"| {stat(lambda r: r['train_seconds'] / r['iterations'])} "
+            f"| {stat(lambda r: r['metrics']['fg_iou'])} | {stat(lambda r: r['metrics']['fg_dice'])} "
+            f"| {stat(lambda r: r['metrics']['fg_iou_pooled'])} "
+            f"| {stat(lambda r: r['eval_seconds'] / (r['metrics'].get('num_images') or 1))} |"
+        )
+    return lines
+
+
+def paired_lines(seeded, key, base="unet"):
+    """``key`` − ``base`` fg IoU paired by seed, and whether it is beyond the seed spread."""
+    a, b = seeded.get(key, {}), seeded.get(base, {})
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return []
+    diffs = [a[s]["metrics"]["fg_iou"] - b[s]["metrics"]["fg_iou"] for s in seeds]
+    spread = max(mean_std(diffs)[1] or 0.0, *(mean_std([r[s]["metrics"]["fg_iou"] for s in seeds])[1] or 0.0
+                                             for r in (a, b)))
+    mean = statistics.fmean(diffs)
+    per_seed = ", ".join(f"seed {s} {d:+.2f}" for s, d in zip(seeds, diffs))
+    return [f"- {ROWS[key][0]} − {ROWS[base][0]}, fg IoU paired by seed: {mean:+.2f} ({per_seed}); "
+            f"{'beyond' if abs(mean) > spread else 'within'} the seed spread {spread:.2f}"]
+
+
+def write_report(results_dir=RESULTS):
+    runs_dir = os.path.join(results_dir, "semantic_nuclei_cpu")
+    seeded, single = load_runs(runs_dir)
+    everything = [r for runs in seeded.values() for r in runs.values()] + single
     lines = [
         "# Semantic nuclei segmentation on CPU: U-Net vs wide U-Net vs UNet++",
         "",
@@ -129,45 +206,33 @@ def write_report():
         "all pixels. Test: `dsb2018_test` is the paper-sized split's 201 test images "
         "(335/134/201); every model trained from scratch on `dsb2018_train` (335 images).",
         "",
-        "| model | params | iterations | train time | s/iter | fg IoU | fg Dice "
-        "| pooled IoU | pooled Dice | eval s/image |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in runs.values():
-        m = r["metrics"]
-        n = m.get("num_images", 1) or 1
-        lines.append(
-            f"| {r['model']} | {r['parameters'] / 1e6:.2f}M | {r['iterations']} "
-            f"| {r['train_seconds'] / 60:.1f} min | {r['train_seconds'] / r['iterations']:.2f} "
-            f"| {m['fg_iou']:.2f} | {m['fg_dice']:.2f} | {m['fg_iou_pooled']:.2f} "
-            f"| {m['fg_dice_pooled']:.2f} | {r['eval_seconds'] / n:.2f} |"
-        )
-    missing = [ROWS[k][0] for k in ROWS if k not in runs]
-    if missing:
-        lines += ["", f"Not run yet: {', '.join(missing)}."]
-    if runs:
-        first = next(iter(runs.values()))
-        same = all(r["settings"] == first["settings"] for r in runs.values())
+    if seeded:
+        lines += ["Mean ± std over seeds (a fixed `SEED` per run: the same data order and patches for "
+                  "every row of one seed):", ""] + seeded_table(seeded) + [""]
+        lines += paired_lines(seeded, "unetpp_ds") + paired_lines(seeded, "wide_unet")
+        lines += paired_lines(seeded, "unetpp_ds", base="wide_unet")
+    else:
+        lines += ["No seeded runs yet (`--seeds 0 1 2`)."]
+    if single:
+        lines += ["", "Earlier single runs, each with a random seed (not comparable beyond their spread):", "",
+                  "| model | iterations | train time (min) | fg IoU | fg Dice |", "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['model']} | {r['iterations']} | {r['train_seconds'] / 60:.1f} | "
+                  f"{r['metrics']['fg_iou']:.2f} | {r['metrics']['fg_dice']:.2f} |" for r in single]
+    if everything:
+        first = everything[0]
+        same = all(r["settings"] == first["settings"] for r in everything)
         lines += [
             "",
-            "Test set(s): "
-            + ", ".join(
-                sorted(
-                    {
-                        f"{r['test_sets']} ({r['metrics'].get('num_images')} images)"
-                        for r in runs.values()
-                    }
-                )
-            )
-            + ".",
+            "Test set(s): " + ", ".join(sorted({f"{r['test_sets']} ({r['metrics'].get('num_images')} images)"
+                                                for r in everything})) + ".",
             "Every row trains for the same iterations (the same number of patches), not the same "
             "time: UNet++'s full-resolution nodes make each of its iterations slower.",
             "Settings, the same for every row" + ("" if same else " (NOT identical: see the JSONs)")
             + ": " + ", ".join(f"{k} = {v}" for k, v in first["settings"].items()) + ".",
             f"Threads: {first['threads']} (torch.set_num_threads and OMP_NUM_THREADS) on a "
             "2-core machine shared with other jobs, so times are indicative only.",
-            "Per-run JSON (metrics, losses, timings): "
-            "`benchmarks/results/semantic_nuclei_cpu/*.json`.",
+            "Per-run JSON (metrics, losses, timings): `benchmarks/results/semantic_nuclei_cpu/*.json`.",
         ]
     lines += [
         "",
@@ -175,43 +240,54 @@ def write_report():
         "reports UNet++ ahead of U-Net by about 1.7-1.9 IoU points on nuclei; a CPU schedule of "
         "minutes shows which models train, not their converged ranking.",
         "",
-        *sorted({f"- command: `{r['command']}`" for r in runs.values()}),
+        *sorted({f"- command: `{r['command']}`" for r in everything}),
         f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}",
         "",
     ]
-    path = os.path.join(RESULTS, "semantic_nuclei_cpu.md")
+    path = os.path.join(results_dir, "semantic_nuclei_cpu.md")
     with atomic_write(path, encoding="utf-8") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
+    return "\n".join(lines)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="one run per row and seed (SEED k); finished runs are skipped")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--output-root", default=os.path.join(REPO, "output", "semantic_comparison")
     )
+    parser.add_argument("--results-dir", default=RESULTS)
     parser.add_argument(
         "--report-only", action="store_true", help="rebuild the table from the JSONs"
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every row")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = "DETECTRON2_DATASETS={} OMP_NUM_THREADS={} python {}".format(
+    argv_used = sys.argv[1:] if argv is None else list(argv)
+    command = "DETECTRON2_DATASETS={} OMP_NUM_THREADS={} python benchmarks/semantic_comparison.py {}".format(
         os.environ.get("DETECTRON2_DATASETS", "datasets"),
         os.environ.get("OMP_NUM_THREADS", "unset"),
-        " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]),
-    )
+        " ".join(shlex.quote(a) for a in argv_used),
+    ).rstrip()
+    runs_dir = os.path.join(args.results_dir, "semantic_nuclei_cpu")
     if not args.report_only:
         setup_logger(name="detectron2")
         setup_logger(name="maskrcnnpp")
-        for key in args.rows:
-            logging.getLogger("maskrcnnpp").info("semantic comparison: training %s", key)
-            run_row(key, args.opts, args.output_root, args.threads, command)
-            write_report()
-    write_report()
+        for seed in args.seeds:  # seed by seed: every row of a seed before the next seed
+            for key in args.rows:
+                if os.path.isfile(run_path(runs_dir, key, seed)):
+                    logging.getLogger("maskrcnnpp").info("semantic comparison: %s seed %d done, skipped", key, seed)
+                    continue
+                logging.getLogger("maskrcnnpp").info("semantic comparison: training %s seed %d", key, seed)
+                run_row(key, seed, args.opts, args.output_root, args.threads, command, runs_dir)
+                write_report(args.results_dir)
+    write_report(args.results_dir)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
