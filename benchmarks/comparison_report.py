@@ -56,6 +56,12 @@ def mean_std(values):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def seed_spread(diffs, *rows):
+    """The spread a paired difference must exceed: the largest of the differences' std and
+    each row's std over the same seeds (an undefined std counts as 0)."""
+    return max([mean_std(diffs)[1] or 0.0] + [mean_std(row)[1] or 0.0 for row in rows])
+
+
 def by_model(runs):
     grouped = defaultdict(list)
     for r in runs:
@@ -595,9 +601,7 @@ def render_fine_tuning(table, results_dir):
         lines += ["", f"Fine-tuned − grey only, paired by seed ({len(paired)} pairs):", ""]
         for k, (name, decimals) in enumerate((("fg IoU", 2), ("DSB mAP", 3))):
             diffs = [after[s][k] - before[s][k] for s in paired]
-            spread = max(mean_std(diffs)[1] or 0.0,
-                         mean_std([before[s][k] for s in paired])[1] or 0.0,
-                         mean_std([after[s][k] for s in paired])[1] or 0.0)
+            spread = seed_spread(diffs, [before[s][k] for s in paired], [after[s][k] for s in paired])
             mean = statistics.fmean(diffs)
             per_seed = ", ".join(f"seed {s} {d:+.{decimals}f}" for s, d in zip(paired, diffs))
             verdict = "beyond" if mean > spread else "not beyond"

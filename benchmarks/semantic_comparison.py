@@ -29,6 +29,7 @@ import torch
 
 from repo_path import REPO  # this checkout's maskrcnnpp first on sys.path
 from measure import cpu_model  # noqa: E402
+from comparison_report import fmt, mean_std, seed_spread  # noqa: E402
 import maskrcnnpp  # noqa: E402,F401  (registers datasets and the meta-architecture)
 
 from detectron2.utils.env import seed_all_rng  # noqa: E402
@@ -141,20 +142,6 @@ def load_runs(runs_dir):
     return seeded, single
 
 
-def mean_std(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
-
-
-def fmt(mean, std, decimals=2, sign=False):
-    if mean is None:
-        return "–"
-    text = f"{mean:+.{decimals}f}" if sign else f"{mean:.{decimals}f}"
-    return text if std is None else f"{text} ± {std:.{decimals}f}"
-
-
 def seeded_table(seeded):
     lines = ["| model | params | seeds | iterations | train time (min) | s/iter | fg IoU | fg Dice "
              "| pooled IoU | eval s/image |", "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -186,8 +173,7 @@ def paired_lines(seeded, key, base="unet"):
     if not seeds:
         return []
     diffs = [a[s]["metrics"]["fg_iou"] - b[s]["metrics"]["fg_iou"] for s in seeds]
-    spread = max(mean_std(diffs)[1] or 0.0, *(mean_std([r[s]["metrics"]["fg_iou"] for s in seeds])[1] or 0.0
-                                             for r in (a, b)))
+    spread = seed_spread(diffs, *([r[s]["metrics"]["fg_iou"] for s in seeds] for r in (a, b)))
     mean = statistics.fmean(diffs)
     per_seed = ", ".join(f"seed {s} {d:+.2f}" for s, d in zip(seeds, diffs))
     return [f"- {ROWS[key][0]} − {ROWS[base][0]}, fg IoU paired by seed: {mean:+.2f} ({per_seed}); "
