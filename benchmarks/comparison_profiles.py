@@ -98,6 +98,29 @@ PROFILES = {
     "val-diameter-17-crop384": Profile(
         configs=R18, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_CROP_SIZE", "384"), test_size=256,
         description="as val-diameter-17 with 384 px training crops instead of 256 px"),
+    # Neck ablations (issue 15), scored on dsb2018_val, never on test: one seed each, run with
+    # --model nested; the FPN row is val-diameter-17's (same schedule and policy).
+    "val-nested-gn4": Profile(
+        configs=R18, seeds=(0,), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
+        model_opts=(("nested", ("MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "4")),),
+        description="as val-diameter-17, with the nested FPN's GroupNorms keeping at least 4 channels "
+                    "per group (8 groups at the 32-channel stride-4 nodes, 16 at 64; 32 at 128 as in FPN) "
+                    "instead of 32 groups everywhere (one channel per group at stride 4)"),
+    "val-nested-faithful": Profile(
+        configs=R18, seeds=(0,), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
+        model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[128, 128, 128, 128]",
+                                "MODEL.NESTED_FPN.BLOCK", "double_conv")),),
+        description="as val-diameter-17, with the paper's Mask RCNN++ grid: every node at the pyramid's "
+                    "width (128) and the paper's node block (two 3×3 convs) instead of the cost-matched "
+                    "32/64/128/128 nodes with a 1×1 fuse and one 3×3"),
+    # Training length (issue 15): 4x cpu-small's 600 iterations (14 epochs of dsb2018_train), for FPN
+    # and the best nested variant of the screen above, on val.
+    "val-long": Profile(
+        configs=R18, seeds=(0,), test_size=256,
+        opts=VAL + ("SOLVER.MAX_ITER", "2400", "SOLVER.STEPS", "(1800, 2200)",
+                    "SOLVER.CHECKPOINT_PERIOD", "400"),
+        description="as val-diameter-17 trained 4x longer: 2400 iterations, learning rate x0.1 at "
+                    "1800 and 2200"),
     # Fine-tuning (issue 14), Mask R-CNN R-18 only (run with --model fpn): a model trained on
     # the grey (fluorescence) training images, scored on the colour test images, then fine-tuned
     # on the colour training images. The all-images row is cpu-scale's FPN runs (same config).
@@ -136,6 +159,10 @@ SCREENS = {
         "title": "Scale policy screen on dsb2018_val (issue 13)",
         "profiles": ("val-image-size", "val-diameter-12", "val-diameter-17", "val-diameter-24",
                      "val-diameter-17-jitter-wide", "val-diameter-17-crop384"),
+    },
+    "neck_ablation_val": {
+        "title": "Mask R-CNN++ neck ablations on dsb2018_val (issue 15)",
+        "profiles": ("val-diameter-17", "val-nested-gn4", "val-nested-faithful", "val-long"),
     },
 }
 

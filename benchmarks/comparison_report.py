@@ -536,6 +536,7 @@ def screen_row(profile_name, profile, runs):
             f"| {stat(lambda r: r['oracle_scale_metrics']['fg_iou']) if oracle else '–'} "
             f"| {stat(lambda r: r['oracle_scale_metrics']['dsb_map'], 3) if oracle else '–'} "
             f"| {fmt(*mean_std(errors), decimals=1) if errors else '–'} "
+            f"| {rs[0]['parameters'] / 1e6:.2f} | {fmt(rs[0]['gflops']['backbone_and_neck'], decimals=1)} "
             f"| {stat(lambda r: r['train_timing']['cpu_s_per_iter'])} "
             f"| {stat(lambda r: r['inference_timing']['cpu_s_per_image'])} "
             f"| {', '.join(sorted({r.get('git_commit', '?')[:7] for r in rs}))} "
@@ -550,12 +551,14 @@ def render_screen(name, screen, profiles, results_dir):
              "One row per profile and model, mean ± std over its seeds; fg IoU (%), DSB mAP and "
              "segm AP (COCO, %) on the profile's test split; the 1024×1024 and 360×360 columns are "
              "the fg IoU of those val images; oracle: at each image's annotated diameter; diameter "
-             "error: median relative error of the estimated diameter over the images; commit: the "
-             "code the run was evaluated with (the diameter estimate changed between commits).", "",
+             "error: median relative error of the estimated diameter over the images; GFLOPs: "
+             "fvcore's count (one multiply-accumulate = one flop) of the backbone and neck on the "
+             "profile's square test input (256×256 for the R-18 profiles); commit: the code the run was evaluated with (the diameter estimate "
+             "changed between commits).", "",
              "| profile | model | runs | fg IoU | DSB mAP | segm AP | fg IoU 1024×1024 | fg IoU 360×360 "
-             "| fg IoU oracle | DSB mAP oracle | diameter error (%) | train CPU s/iter | inference CPU s/img "
-             "| commit | setting |",
-             "| --- | --- | ---: |" + " ---: |" * 10 + " --- | --- |"]
+             "| fg IoU oracle | DSB mAP oracle | diameter error (%) | params (M) | GFLOPs backbone+neck "
+             "| train CPU s/iter | inference CPU s/img | commit | setting |",
+             "| --- | --- | ---: |" + " ---: |" * 12 + " --- | --- |"]
     missing, commands = [], set()
     for profile_name in screen["profiles"]:
         runs = load_runs(os.path.join(results_dir, "nuclei_runs", profile_name))

@@ -39,6 +39,10 @@ def _add_nested_fpn_config(cfg):
     # Groups of each GroupNorm when NORM is "GN" (Detectron2's get_norm always uses 32);
     # must divide NODE_CHANNELS and MODEL.FPN.OUT_CHANNELS.
     cfg.MODEL.NESTED_FPN.GN_GROUPS = 32
+    # 0: every GroupNorm has GN_GROUPS groups. k > 0: a layer of C channels has
+    # min(GN_GROUPS, C // k) groups, so narrow nodes are not normalised channel by channel
+    # (32 channels in 32 groups is per-channel instance normalisation).
+    cfg.MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP = 0
     # Node block: "fuse_conv" (1x1 fuse + 3x3, light) or "double_conv" (two 3x3, the paper's).
     cfg.MODEL.NESTED_FPN.BLOCK = "fuse_conv"
     # Upsampling of X^{i+1,j-1}: "nearest", "bilinear" or "transpose" (learned 2x2).

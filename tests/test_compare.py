@@ -176,6 +176,15 @@ def test_profiles_build_configs_that_differ_only_in_the_backbone(name, tmp_path)
         baseline = nuclei_comparison.build_cfg(PROFILES["cpu-small"], "fpn", 3,
                                                str(tmp_path))[0]
         assert cfgs["fpn"].dump() == baseline.dump()
+    if name in ("val-nested-gn4", "val-nested-faithful"):  # neck ablations beside val-diameter-17's FPN
+        assert profile.fpn_runs_from == "val-diameter-17"
+        assert cfgs["nested"].SOLVER == nuclei_comparison.build_cfg(
+            PROFILES["val-diameter-17"], "nested", 3, str(tmp_path))[0].SOLVER
+    if name == "val-nested-gn4":
+        assert cfgs["nested"].MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP == 4
+    if name == "val-nested-faithful":
+        assert cfgs["nested"].MODEL.NESTED_FPN.NODE_CHANNELS == [128] * 4
+        assert cfgs["nested"].MODEL.NESTED_FPN.BLOCK == "double_conv"
     if name == "smoke":
         assert cfgs["fpn"].DATASETS.TRAIN == ("dsb2018_sample_train",)
         assert cfgs["fpn"].INPUT.MIN_SIZE_TEST == 128
@@ -302,6 +311,7 @@ def test_a_screen_table_has_a_row_per_profile_and_model_and_names_those_not_run(
     row = [line for line in text.splitlines() if line.startswith("| `val-image-size` |")]
     assert len(row) == 1 and "| Mask R-CNN (FPN) | 2 | 71.00 ± 1.41 | 0.400 ± 0.000 |" in row[0]
     assert "| 55.00 | – |" in row[0]  # the 1024 x 1024 group, and no 360 x 360 image
+    assert "| 16.00 | 1.0 |" in row[0]  # parameters (M) and backbone+neck GFLOPs
     assert "Not run yet: val-diameter-17." in text
 
 

@@ -72,6 +72,28 @@ def test_group_norm_has_the_configured_number_of_groups(repo_root, groups):
     assert {m.num_groups for m in norms} == {groups}
 
 
+def test_min_channels_per_group_gives_narrow_nodes_fewer_groups(repo_root):
+    cfg = cpu_cfg(repo_root, **{"MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP": 4})
+    neck = [m for n, m in build_backbone(cfg).named_modules() if not n.startswith("bottom_up.")]
+    groups = {(m.num_channels, m.num_groups) for m in neck if isinstance(m, nn.GroupNorm)}
+    # widths 32/64/128/128: at least 4 channels per group, never more than GN_GROUPS=32 groups
+    assert groups == {(32, 8), (64, 16), (128, 32)}
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (-1, "MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP=-1 must be 0 (off)"),
+        (6, "MODEL.NESTED_FPN.NODE_CHANNELS's widths unevenly (32 into 5, 64 into 10, 128 into 21,"),
+    ],
+)
+def test_bad_min_channels_per_group_is_named(repo_root, value, expected):
+    cfg = cpu_cfg(repo_root, **{"MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP": value})
+    with pytest.raises(ValueError) as e:
+        build_backbone(cfg)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize(
     "key, value, expected",
     [

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .layers import Norm, conv_norm_relu, norm_factory
+from .layers import Norm, conv_norm_relu, group_count, norm_factory
 
 __all__ = [
     "BLOCKS",
@@ -73,22 +73,37 @@ def check_decoder_config(node, prefix: str) -> None:
 
 
 def check_group_norm_config(node, prefix: str, widths: Mapping[str, Sequence[int]]) -> None:
-    """With ``prefix.NORM`` "GN", every width must split into ``prefix.GN_GROUPS`` groups.
+    """With ``prefix.NORM`` "GN", every width must split into its groups.
 
-    ``widths`` maps the config keys that hold normalised widths to their values.
+    A width's groups are ``prefix.GN_GROUPS``, or fewer where ``prefix.GN_MIN_CHANNELS_PER_GROUP``
+    (when the node has that key) asks for more channels per group. ``widths`` maps the config
+    keys that hold normalised widths to their values.
     """
     groups = node.GN_GROUPS
+    min_channels = node.get("GN_MIN_CHANNELS_PER_GROUP", 0)
     if groups < 1:
         raise ConfigError(f"{prefix}.GN_GROUPS={groups} must be a positive number of groups")
+    if min_channels < 0:
+        raise ConfigError(
+            f"{prefix}.GN_MIN_CHANNELS_PER_GROUP={min_channels} must be 0 (off) or a channel count"
+        )
     if node.NORM != "GN":
         return
     for key, values in widths.items():
-        odd = [w for w in values if w % groups]
-        if odd:
+        odd = [w for w in values if w % group_count(w, groups, min_channels)]
+        if not odd:
+            continue
+        if not min_channels:
             raise ConfigError(
                 f"{prefix}.NORM='GN' splits channels into {prefix}.GN_GROUPS={groups} groups, "
                 f"but {key} holds widths {odd} that {groups} does not divide"
             )
+        splits = ", ".join(f"{w} into {group_count(w, groups, min_channels)}" for w in odd)
+        raise ConfigError(
+            f"{prefix}.NORM='GN' with {prefix}.GN_GROUPS={groups} and "
+            f"{prefix}.GN_MIN_CHANNELS_PER_GROUP={min_channels} would split {key}'s widths "
+            f"unevenly ({splits} groups); choose widths divisible by the per-group minimum"
+        )
 
 
 def node_name(i: int, j: int) -> str:
@@ -303,6 +318,7 @@ def build_nested_decoder(
     fuse: str = "concat",
     norm: str = "",
     gn_groups: int = 32,
+    gn_min_channels: int = 0,
     block: str = "fuse_conv",
     upsample: str = "nearest",
 ) -> NestedDecoder:
@@ -313,6 +329,7 @@ def build_nested_decoder(
         fuse: "concat" (UNet++) or "sum".
         norm: "", "GN", "BN" or "SyncBN".
         gn_groups: groups of each GroupNorm when norm is "GN".
+        gn_min_channels: if > 0, fewer groups in layers that would have fewer channels per group.
         block: "fuse_conv" (1x1 + 3x3) or "double_conv" (two 3x3, the paper's node).
         upsample: "nearest", "bilinear" or "transpose".
     """
@@ -321,7 +338,7 @@ def build_nested_decoder(
     check_choice("block", block, BLOCKS)
     check_choice("upsample", upsample, UPSAMPLES)
     check_choice("norm", norm, NORMS)
-    norm = norm_factory(norm, gn_groups)
+    norm = norm_factory(norm, gn_groups, gn_min_channels)
     check_level_widths(in_channels, node_channels)
 
     def channels(i: int, j: int) -> int:

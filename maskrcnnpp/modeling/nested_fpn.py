@@ -47,6 +47,7 @@ class NestedFPN(Backbone):
         *,
         norm: str = "",
         gn_groups: int = 32,
+        gn_min_channels: int = 0,
         top_block: Optional[nn.Module] = None,
         connectivity: str = "unet++",
         fuse: str = "concat",
@@ -59,6 +60,8 @@ class NestedFPN(Backbone):
             node_channels: width of the grid's nodes at each level, finest first.
             norm: "", "GN", "BN" or "SyncBN" for the laterals, nodes and output convs.
             gn_groups: groups of each GroupNorm when norm is "GN".
+            gn_min_channels: if > 0, narrower layers get fewer groups, keeping at least this
+                many channels in each.
             connectivity, fuse, block, upsample: the grid's, see ``build_nested_decoder``.
         """
         super().__init__()
@@ -71,7 +74,7 @@ class NestedFPN(Backbone):
                     "consecutive features must double in stride (e.g. res2..res5 = 4, 8, 16, 32)"
                 )
         check_choice("norm", norm, NORMS)
-        layer_norm = norm_factory(norm, gn_groups)
+        layer_norm = norm_factory(norm, gn_groups, gn_min_channels)
         stages = [int(math.log2(s)) for s in strides]
 
         self.lateral_convs = []
@@ -93,6 +96,7 @@ class NestedFPN(Backbone):
             fuse=fuse,
             norm=norm,
             gn_groups=gn_groups,
+            gn_min_channels=gn_min_channels,
             block=block,
             upsample=upsample,
         )
@@ -205,6 +209,7 @@ def build_resnet_nested_fpn_backbone(cfg, input_shape: ShapeSpec):
         cfg.MODEL.FPN.OUT_CHANNELS,
         norm=nf.NORM,
         gn_groups=nf.GN_GROUPS,
+        gn_min_channels=nf.GN_MIN_CHANNELS_PER_GROUP,
         top_block=top_block,
         connectivity=nf.CONNECTIVITY,
         fuse=nf.FUSE,
