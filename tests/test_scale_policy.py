@@ -133,6 +133,18 @@ def test_mapper_brings_a_dataset_image_to_the_target(tmp_path):
     assert float(boxes[:, 2].max()) <= 400 and float(boxes[:, 3].max()) <= 320
 
 
+def test_detectron2_mapper_under_the_diameter_policy_names_the_mapper_to_use(tmp_path):
+    from detectron2.data import DatasetMapper
+
+    record = make_dataset(str(tmp_path), num_images=1, size=(64, 64), seed=1)[0]
+    cfg = scale_cfg()
+    cfg.INPUT.MASK_FORMAT = "bitmask"
+    mapper = DatasetMapper(cfg, True, augmentations=build_nuclei_augmentation(cfg, True))
+    with pytest.raises(ConfigError) as e:
+        mapper(record)
+    assert "DiameterDatasetMapper" in str(e.value) and "INPUT.SCALE_POLICY" in str(e.value)
+
+
 def _decoded_masks(record):
     import pycocotools.mask as mask_util
 

@@ -10,6 +10,8 @@ import numpy as np
 from detectron2.data import transforms as T
 from PIL import Image
 
+from ..errors import ConfigError
+
 __all__ = ["DiameterAugInput", "RescaleCropToDiameter", "build_nuclei_augmentation"]
 
 
@@ -38,6 +40,16 @@ class RescaleCropToDiameter(T.Augmentation):
         self.target = float(target)
         self.jitter = (float(jitter[0]), float(jitter[1]))
         self.crop_size = int(crop_size)
+
+    def __call__(self, aug_input):
+        if not hasattr(aug_input, "median_diameter"):
+            raise ConfigError(
+                "INPUT.SCALE_POLICY='diameter' rescales each training image by its median nucleus "
+                "diameter, which Detectron2's DatasetMapper does not provide: map training images "
+                "with maskrcnnpp.data.DiameterDatasetMapper (the Trainer's), or set "
+                "INPUT.SCALE_POLICY image_size"
+            )
+        return super().__call__(aug_input)
 
     def scale_for(self, median_diameter):
         factor = math.exp(np.random.uniform(math.log(self.jitter[0]), math.log(self.jitter[1])))
