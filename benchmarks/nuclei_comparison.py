@@ -37,7 +37,9 @@ from maskrcnnpp.errors import UserError, run_command  # noqa: E402
 from maskrcnnpp.utils.json_io import write_json_atomic  # noqa: E402
 
 import comparison_report  # noqa: E402
-from comparison_profiles import FINE_TUNING, MODELS, PROFILES, SCREENS  # noqa: E402
+import final_report  # noqa: E402
+from comparison_profiles import FINAL, FINE_TUNING, MODELS, PROFILES, SCREENS  # noqa: E402
+from train_budget import apply_training_budget  # noqa: E402
 
 logger = logging.getLogger("maskrcnnpp.compare")
 
@@ -207,6 +209,7 @@ def run_one(profile_name, model_key, seed, runs_dir, output_root, command):
         raise UserError(f"{profile_name} {model_key} seed {seed} starts from {cfg.MODEL.WEIGHTS}, which does "
                         f"not exist yet: run tools/compare.py --profile {profile.weights_from} --model "
                         f"{model_key} --seed {seed} first")
+    budget = apply_training_budget(cfg, profile.train_minutes, output_dir) if profile.train_minutes else None
     (test_set,) = cfg.DATASETS.TEST
     cfg.DATASETS.TEST = ()  # no evaluation hook in training: evaluated below, timed on its own
     cfg.freeze()
@@ -241,6 +244,7 @@ def run_one(profile_name, model_key, seed, runs_dir, output_root, command):
         "test_set": test_set,
         "scale_policy": scale_policy(cfg),
         "max_iter": cfg.SOLVER.MAX_ITER,
+        "train_budget": budget,
         "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH,
         "metrics": {k: dict(v) for k, v in results.items()},
         "per_image": per_image_records(output_dir, test_set, diameters),
@@ -339,6 +343,8 @@ def render(args, command):
             comparison_report.render_screen(name, screen, PROFILES, args.results_dir)
     if args.profile in (p for _, p in FINE_TUNING["rows"]):
         comparison_report.render_fine_tuning(FINE_TUNING, args.results_dir)
+    if args.profile in (p for _, p in FINAL["rows"]):
+        final_report.render_final(FINAL, args.results_dir)
 
 
 def main(argv=None):

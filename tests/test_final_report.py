@@ -1,0 +1,105 @@
+"""The final table (benchmarks/final_report.py) and training for a wall-clock budget
+(benchmarks/train_budget.py)."""
+import json
+import os
+
+import pytest
+
+import final_report
+import nuclei_comparison
+import train_budget
+from comparison_profiles import FINAL, PROFILES, STARDIST
+from maskrcnnpp.engine.setup import load_cfg
+from test_compare import REPO, fake_run, write_runs
+
+SPEC = dict(FINAL, rows=(("equal iterations", "pair"), ("equal wall-clock", "budget")), pair="pair")
+
+
+def timed_run(model, seed, fg_iou, dsb_map, wall_per_iter=2.0, infer_cpu=0.3):
+    run = fake_run(model, seed, fg_iou, dsb_map)
+    run["train_timing"] = {"wall_s_per_iter": wall_per_iter, "cpu_s_per_iter": 1.5, "wall_s": 600 * wall_per_iter}
+    run["inference_timing"]["cpu_s_per_image"] = infer_cpu
+    return run
+
+
+def test_final_table_has_every_row_the_peer_and_the_decision(tmp_path):
+    runs = tmp_path / "nuclei_runs"
+    # nested wins fg IoU by 2 with every seed (spread ~0.8) but loses DSB mAP; 5 % slower to train
+    write_runs(runs / "pair", [timed_run("fpn", s, 72.0 + (s % 2), 0.40) for s in range(3)]
+               + [timed_run("nested", s, 74.0 + (s % 2), 0.39, wall_per_iter=2.1, infer_cpu=0.36)
+                  for s in range(3)])
+    write_runs(runs / "budget", [timed_run("nested", 0, 73.5, 0.385)])
+    text = final_report.render_final(SPEC, str(tmp_path))
+    assert (tmp_path / SPEC["file"]).read_text() == text
+    rows = [line for line in text.splitlines() if line.startswith("| equal")]
+    assert len(rows) == 3  # both models of the pair, the one budget run
+    assert "| `pair` | 0, 1, 2 | 72.33 ± 0.58 |" in rows[0]
+    assert "| 20.0 |" in rows[0]  # 600 iterations x 2 s = 20 minutes of training
+    assert f"| {STARDIST['label']} | StarDist 2D |" in text and "| 72.57 | 83.37 | 0.380 |" in text
+    assert "fg IoU (%), nested − FPN: seed 0 +2.00, seed 1 +2.00, seed 2 +2.00; beats by more than the " \
+           "spread? yes" in text
+    assert "DSB mAP, nested − FPN: seed 0 -0.010" in text and "spread? no" in text
+    assert "training wall s/iter: nested +5.0 % vs FPN (2.10 vs 2.00); within the goal of +10 %" in text
+    assert "inference CPU s/img: nested +20.0 % vs FPN (0.36 vs 0.30); over the goal of +5 %" in text
+    # pair nested 74.33 / 84.33 / 0.390 vs 72.57 / 83.37 / 0.380: beats the peer on all three
+    assert "- equal iterations, Mask R-CNN++ (nested FPN): fg IoU (%) +1.76" in text
+    assert "equal wall-clock, Mask R-CNN++ (nested FPN): fg IoU (%) +0.93, fg Dice (%) +0.13, DSB mAP " \
+           "+0.005 vs StarDist 2D; beats it on all three" in text
+    assert "equal iterations, Mask R-CNN (FPN): fg IoU (%) -0.24" in text and "does not beat it" in text
+
+
+def test_final_table_without_runs_says_so(tmp_path):
+    text = final_report.render_final(SPEC, str(tmp_path))
+    assert "not both models run yet" in text and "StarDist 2D" in text
+
+
+def test_final_spec_names_real_profiles_and_the_issue_s_goals():
+    for _, profile in FINAL["rows"]:
+        assert profile in PROFILES
+    assert FINAL["pair"] in (p for _, p in FINAL["rows"])
+    assert (FINAL["max_extra_train"], FINAL["max_extra_inference"]) == (0.10, 0.05)
+    assert PROFILES["cpu-23min"].train_minutes == 23.0
+
+
+def r18_cfg(*opts):
+    return load_cfg(os.path.join(REPO, "configs/nuclei/mask_rcnn_R_18_FPN_cpu.yaml"), list(opts))
+
+
+def test_budget_schedule_keeps_the_steps_fractions():
+    cfg = r18_cfg()  # 600 iterations, steps at 450 and 550, 100 warm-up
+    schedule = train_budget.budget_schedule(cfg, 23.0, 0.75)
+    assert schedule == {"max_iter": 1840, "steps": [1380, 1687], "warmup_iters": 100}
+    assert train_budget.budget_schedule(cfg, 1.0, 1.0)["warmup_iters"] == 15  # a quarter of 60
+
+
+def test_budget_is_probed_once_and_kept_for_a_resumed_run(tmp_path):
+    calls = []
+
+    def probe(cfg, output_dir):
+        calls.append(output_dir)
+        return 2.0
+
+    cfg = r18_cfg()
+    cfg.defrost()
+    budget = train_budget.apply_training_budget(cfg, 10.0, str(tmp_path), probe=probe)
+    assert (cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS) == (300, (225, 275)) and budget["minutes"] == 10.0
+    assert json.loads((tmp_path / "train_budget.json").read_text()) == budget
+    again = r18_cfg()
+    again.defrost()
+    train_budget.apply_training_budget(again, 10.0, str(tmp_path), probe=lambda *a: 99.0)
+    assert again.SOLVER.MAX_ITER == 300 and len(calls) == 1
+
+
+def test_probe_times_real_iterations_of_the_run_s_config(tmp_path):
+    cfg, _ = nuclei_comparison.build_cfg(PROFILES["smoke"], "nested", 0, str(tmp_path / "run"))
+    seconds = train_budget.probe_seconds_per_iter(cfg, str(tmp_path / "probe"), warmup=1, iters=2)
+    assert 0 < seconds < 60
+    assert cfg.SOLVER.MAX_ITER == 5  # the run's own config is left as it was
+    assert not (tmp_path / "probe").exists()  # nor its checkpoint
+
+
+@pytest.mark.parametrize("name", ["cpu-23min"])
+def test_budget_profile_trains_the_configs_as_they_are(name, tmp_path):
+    cfg, _ = nuclei_comparison.build_cfg(PROFILES[name], "fpn", 0, str(tmp_path))
+    base = r18_cfg()
+    assert cfg.INPUT == base.INPUT and cfg.DATASETS.TEST == ("dsb2018_test",)
