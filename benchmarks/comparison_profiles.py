@@ -115,13 +115,14 @@ PROFILES = {
                     "width (128) and the paper's node block (two 3×3 convs) instead of the cost-matched "
                     "32/64/128/128 nodes with a 1×1 fuse and one 3×3"),
     # Training length (issue 15): 4x cpu-small's 600 iterations (14 epochs of dsb2018_train), for FPN
-    # and the best nested variant of the screen above, on val.
+    # and the best cost-matched nested variant of the screen above (val-nested-gn4), on val.
     "val-long": Profile(
         configs=R18, seeds=(0,), test_size=256,
         opts=VAL + ("SOLVER.MAX_ITER", "2400", "SOLVER.STEPS", "(1800, 2200)",
                     "SOLVER.CHECKPOINT_PERIOD", "400"),
+        model_opts=(("nested", ("MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "4")),),
         description="as val-diameter-17 trained 4x longer: 2400 iterations, learning rate x0.1 at "
-                    "1800 and 2200"),
+                    "1800 and 2200; the nested FPN as in val-nested-gn4"),
     # Equal training wall-clock (issue 15): each model trains as many iterations as fit in 23 minutes
     # on the machine running it (a probe measures s/iter first), the budget StarDist 2D was given
     # on the same 2-core CPU; run one model at a time with both cores (OMP_NUM_THREADS=2).
