@@ -176,8 +176,11 @@ def paired_lines(seeded, key, base="unet"):
     spread = seed_spread(diffs, *([r[s]["metrics"]["fg_iou"] for s in seeds] for r in (a, b)))
     mean = statistics.fmean(diffs)
     per_seed = ", ".join(f"seed {s} {d:+.2f}" for s, d in zip(seeds, diffs))
-    return [f"- {ROWS[key][0]} − {ROWS[base][0]}, fg IoU paired by seed: {mean:+.2f} ({per_seed}); "
-            f"{'beyond' if abs(mean) > spread else 'within'} the seed spread {spread:.2f}"]
+    if len(seeds) < 2:
+        judged = "one seed: too few to compare with the seed spread"
+    else:
+        judged = f"{'beyond' if abs(mean) > spread else 'within'} the seed spread {spread:.2f}"
+    return [f"- {ROWS[key][0]} − {ROWS[base][0]}, fg IoU paired by seed: {mean:+.2f} ({per_seed}); {judged}"]
 
 
 def write_report(results_dir=RESULTS):

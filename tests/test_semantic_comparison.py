@@ -51,3 +51,13 @@ def test_runs_of_before_without_a_seed_are_listed_apart(tmp_path):
     text = semantic_comparison.write_report(str(tmp_path))
     assert "No seeded runs yet" in text
     assert "| wide U-Net | 450 | 6.5 | 62.84 | 72.84 |" in text
+
+
+def test_a_single_seed_is_not_judged_against_a_spread(tmp_path):
+    runs_dir = tmp_path / "semantic_nuclei_cpu"
+    runs_dir.mkdir()
+    for key, fg in (("unet", 62.0), ("unetpp_ds", 70.0)):
+        (runs_dir / f"{key}_seed0.json").write_text(json.dumps(fake_record(key, 0, fg)))
+    text = semantic_comparison.write_report(str(tmp_path))
+    assert "+8.00 (seed 0 +8.00); one seed: too few to compare with the seed spread" in text
+    assert "beyond the seed spread" not in text
