@@ -82,7 +82,7 @@ PROFILES = {
         description="cpu-small's schedule (ResNet-18, light heads, 600 iterations, batch 2) with "
                     "today's policy, resize by image size (short side 256), scored on dsb2018_val"),
     "val-diameter-17": Profile(
-        configs=R18, seeds=(0,), opts=VAL, test_size=256,
+        configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256,
         description="cpu-small's schedule, images scaled so that their median nucleus is 17 px "
                     "(x 0.8-1.25 jitter), 256 px training crops; tested in 512 px tiles at the "
                     "estimated diameter; scored on dsb2018_val"),
@@ -99,16 +99,17 @@ PROFILES = {
     "val-diameter-17-crop384": Profile(
         configs=R18, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_CROP_SIZE", "384"), test_size=256,
         description="as val-diameter-17 with 384 px training crops instead of 256 px"),
-    # Neck ablations (issue 15), scored on dsb2018_val, never on test: one seed each, run with
-    # --model nested; the FPN row is val-diameter-17's (same schedule and policy).
+    # Neck ablations (issue 15), scored on dsb2018_val, never on test: screened with seed 0, run with
+    # --model nested; the FPN row is val-diameter-17's (same schedule and policy). The two best
+    # (gn4 and faithful) and FPN (val-diameter-17 --model fpn) then get seeds 1 and 2.
     "val-nested-gn4": Profile(
-        configs=R18, seeds=(0,), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
+        configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
         model_opts=(("nested", ("MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "4")),),
         description="as val-diameter-17, with the nested FPN's GroupNorms keeping at least 4 channels "
                     "per group (8 groups at the 32-channel stride-4 nodes, 16 at 64; 32 at 128 as in FPN) "
                     "instead of 32 groups everywhere (one channel per group at stride 4)"),
     "val-nested-faithful": Profile(
-        configs=R18, seeds=(0,), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
+        configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
         model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[128, 128, 128, 128]",
                                 "MODEL.NESTED_FPN.BLOCK", "double_conv")),),
         description="as val-diameter-17, with the paper's Mask RCNN++ grid: every node at the pyramid's "
