@@ -115,6 +115,15 @@ PROFILES = {
         description="as val-diameter-17, with the paper's Mask RCNN++ grid: every node at the pyramid's "
                     "width (128) and the paper's node block (two 3×3 convs) instead of the cost-matched "
                     "32/64/128/128 nodes with a 1×1 fuse and one 3×3"),
+    # Width at the finest level with several channels per GroupNorm group: cpu-small-nested64's stride-4
+    # nodes (64 channels, +11 % backbone+neck GFLOPs, +8 % training CPU there) with val-nested-gn4's
+    # groups, the cheapest variant that widens the level every nucleus' RoI features are pooled from.
+    "val-nested64-gn4": Profile(
+        configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
+        model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[64, 64, 128, 128]",
+                                "MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "4")),),
+        description="as val-nested-gn4 (at least 4 channels per GroupNorm group) with the stride-4 nodes "
+                    "at 64 channels instead of 32 (64/64/128/128)"),
     # Training length (issue 15): 4x cpu-small's 600 iterations (14 epochs of dsb2018_train), for FPN
     # and the best cost-matched nested variant of the screen above (val-nested-gn4), on val.
     "val-long": Profile(
@@ -173,7 +182,8 @@ SCREENS = {
     },
     "neck_ablation_val": {
         "title": "Mask R-CNN++ neck ablations on dsb2018_val (issue 15)",
-        "profiles": ("val-diameter-17", "val-nested-gn4", "val-nested-faithful", "val-long"),
+        "profiles": ("val-diameter-17", "val-nested-gn4", "val-nested-faithful", "val-nested64-gn4",
+                     "val-long"),
     },
 }
 

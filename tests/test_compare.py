@@ -176,11 +176,14 @@ def test_profiles_build_configs_that_differ_only_in_the_backbone(name, tmp_path)
         baseline = nuclei_comparison.build_cfg(PROFILES["cpu-small"], "fpn", 3,
                                                str(tmp_path))[0]
         assert cfgs["fpn"].dump() == baseline.dump()
-    if name in ("val-nested-gn4", "val-nested-faithful"):  # neck ablations beside val-diameter-17's FPN
+    if name in ("val-nested-gn4", "val-nested-faithful", "val-nested64-gn4"):  # neck ablations beside val-diameter-17's FPN
         assert profile.fpn_runs_from == "val-diameter-17"
         assert cfgs["nested"].SOLVER == nuclei_comparison.build_cfg(
             PROFILES["val-diameter-17"], "nested", 3, str(tmp_path))[0].SOLVER
     if name == "val-nested-gn4":
+        assert cfgs["nested"].MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP == 4
+    if name == "val-nested64-gn4":
+        assert cfgs["nested"].MODEL.NESTED_FPN.NODE_CHANNELS == [64, 64, 128, 128]
         assert cfgs["nested"].MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP == 4
     if name == "val-nested-faithful":
         assert cfgs["nested"].MODEL.NESTED_FPN.NODE_CHANNELS == [128] * 4
