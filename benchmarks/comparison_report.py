@@ -37,6 +37,22 @@ def in_report_order(runs):
     return sorted(runs, key=lambda r: (MODEL_ORDER.index(r["model"]), r["seed"]))
 
 
+def with_shared_fpn_runs(runs, fpn_runs_dir):
+    """``runs`` with their FPN runs replaced by those in ``fpn_runs_dir`` (a profile whose FPN
+    runs another shares); ``runs`` as they are when ``fpn_runs_dir`` is None."""
+    if not fpn_runs_dir:
+        return runs
+    shared = [r for r in load_runs(fpn_runs_dir) if r["model"] == "fpn"]
+    return in_report_order([r for r in runs if r["model"] != "fpn"] + shared)
+
+
+def load_profile_runs(results_dir, profile_name, profile=None):
+    """A profile's runs under ``results_dir``, with the FPN runs of the profile it shares them with."""
+    runs_dir = os.path.join(results_dir, "nuclei_runs")
+    shared = os.path.join(runs_dir, profile.fpn_runs_from) if profile and profile.fpn_runs_from else None
+    return with_shared_fpn_runs(load_runs(os.path.join(runs_dir, profile_name)), shared)
+
+
 def field_value(run, section, field):
     """``run["metrics"][section][field]``; None when absent or NaN (COCO's "no objects of that size")."""
     value = run["metrics"].get(section, {}).get(field)
@@ -496,10 +512,7 @@ def render_chart(profile_name, runs, path, costs=None):
 
 def write_report(profile_name, profile, runs_dir, fpn_runs_dir, results_dir, command):
     """``fpn_runs_dir``: where the FPN runs live when this profile shares another's, else None."""
-    runs, costs = load_runs(runs_dir), load_costs(runs_dir)
-    if fpn_runs_dir:
-        runs = [r for r in runs if r["model"] != "fpn"]
-        runs = in_report_order(runs + [r for r in load_runs(fpn_runs_dir) if r["model"] == "fpn"])
+    runs, costs = with_shared_fpn_runs(load_runs(runs_dir), fpn_runs_dir), load_costs(runs_dir)
     baseline_runs = load_runs(os.path.join(results_dir, "nuclei_runs", profile.baseline)) if profile.baseline else None
     os.makedirs(results_dir, exist_ok=True)
     stem = os.path.join(results_dir, f"nuclei_instance_{profile_name}")

@@ -13,7 +13,7 @@ from comparison_report import (
     by_model,
     cost_row,
     fmt,
-    load_runs,
+    load_profile_runs,
     mean_of,
     paired_differences,
     relative,
@@ -88,9 +88,12 @@ def peer_lines(runs_by_profile, spec):
     return lines
 
 
-def render_final(spec, results_dir):
-    """The final table (``spec``: comparison_profiles.FINAL) from the run JSONs; returns its text."""
-    runs_by_profile = {p: load_runs(os.path.join(results_dir, "nuclei_runs", p)) for _, p in spec["rows"]}
+def render_final(spec, results_dir, profiles=None):
+    """The final table (``spec``: comparison_profiles.FINAL) from the run JSONs; returns its text.
+
+    ``profiles`` (name -> Profile) tells which rows take their FPN runs from another profile."""
+    profiles = profiles or {}
+    runs_by_profile = {p: load_profile_runs(results_dir, p, profiles.get(p)) for _, p in spec["rows"]}
     lines = [f"# {spec['title']}", "", spec["note"], "",
              "| row | model | profile | seeds | " + " | ".join(n for _, n, _ in PEER_METRICS)
              + " | segm AP | params (M) | GFLOPs backbone+neck | iterations | train wall (min) "

@@ -343,8 +343,9 @@ def render(args, command):
             comparison_report.render_screen(name, screen, PROFILES, args.results_dir)
     if args.profile in (p for _, p in FINE_TUNING["rows"]):
         comparison_report.render_fine_tuning(FINE_TUNING, args.results_dir)
-    if args.profile in (p for _, p in FINAL["rows"]):
-        final_report.render_final(FINAL, args.results_dir)
+    final_profiles = {p for _, p in FINAL["rows"]} | {PROFILES[p].fpn_runs_from for _, p in FINAL["rows"]}
+    if args.profile in final_profiles:
+        final_report.render_final(FINAL, args.results_dir, PROFILES)
 
 
 def main(argv=None):

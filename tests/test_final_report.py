@@ -1,5 +1,6 @@
 """The final table (benchmarks/final_report.py) and training for a wall-clock budget
 (benchmarks/train_budget.py)."""
+import dataclasses
 import json
 import os
 
@@ -8,7 +9,7 @@ import pytest
 import final_report
 import nuclei_comparison
 import train_budget
-from comparison_profiles import FINAL, PROFILES, STARDIST
+from comparison_profiles import FINAL, FINAL_NESTED, FINAL_NESTED_NAME, PROFILES, STARDIST
 from maskrcnnpp.engine.setup import load_cfg
 from test_compare import REPO, fake_run, write_runs
 
@@ -46,6 +47,33 @@ def test_final_table_has_every_row_the_peer_and_the_decision(tmp_path):
     assert "equal wall-clock, Mask R-CNN++ (nested FPN): fg IoU (%) +0.93, fg Dice (%) +0.13, DSB mAP " \
            "+0.005 vs StarDist 2D; beats it on all three" in text
     assert "equal iterations, Mask R-CNN (FPN): fg IoU (%) -0.24" in text and "does not beat it" in text
+
+
+def test_a_row_that_shares_another_profile_s_fpn_runs_is_paired_with_them(tmp_path):
+    runs = tmp_path / "nuclei_runs"
+    # the pair's own folder holds only nested runs; its FPN runs (and a stray FPN run) live elsewhere
+    write_runs(runs / "pair", [timed_run("nested", s, 74.0, 0.41) for s in range(2)]
+               + [timed_run("fpn", 0, 10.0, 0.1)])
+    write_runs(runs / "shared", [timed_run("fpn", s, 72.0, 0.40) for s in range(3)])
+    profiles = {"pair": PROFILES["cpu-final"], "budget": PROFILES["cpu-23min"]}
+    assert profiles["pair"].fpn_runs_from == "cpu-scale"
+    profiles["pair"] = dataclasses.replace(profiles["pair"], fpn_runs_from="shared")
+    text = final_report.render_final(SPEC, str(tmp_path), profiles)
+    fpn_row = next(line for line in text.splitlines() if line.startswith("| equal iterations | Mask R-CNN (FPN)"))
+    assert "| `pair` | 0, 1, 2 | 72.00 ± 0.00 |" in fpn_row  # the shared runs, not the stray one
+    assert "fg IoU (%), nested − FPN: seed 0 +2.00, seed 1 +2.00;" in text
+
+
+def test_final_and_budget_profiles_train_the_nested_fpn_chosen_on_val(tmp_path):
+    chosen = dict(zip(FINAL_NESTED[::2], FINAL_NESTED[1::2]))
+    for name in ("cpu-final", "cpu-23min"):
+        cfg, _ = nuclei_comparison.build_cfg(PROFILES[name], "nested", 0, str(tmp_path))
+        assert cfg.DATASETS.TEST == ("dsb2018_test",)
+        for key, value in chosen.items():
+            assert str(cfg.MODEL.NESTED_FPN[key.rsplit(".", 1)[1]]).replace(" ", "") == value.replace(" ", "")
+    assert len(PROFILES["cpu-final"].seeds) >= 5
+    val_opts = PROFILES[FINAL_NESTED_NAME].opts_for("nested")
+    assert all(v in val_opts for v in FINAL_NESTED)  # the very variant screened on val
 
 
 def test_final_table_without_runs_says_so(tmp_path):
