@@ -94,11 +94,12 @@ def render_final(spec, results_dir, profiles=None):
     ``profiles`` (name -> Profile) tells which rows take their FPN runs from another profile."""
     profiles = profiles or {}
     runs_by_profile = {p: load_profile_runs(results_dir, p, profiles.get(p)) for _, p in spec["rows"]}
+    numeric = [n for _, n, _ in PEER_METRICS] + [
+        "segm AP", "params (M)", "GFLOPs backbone+neck", "iterations", "train wall (min)",
+        "train CPU s/iter", "inference CPU s/img"]
     lines = [f"# {spec['title']}", "", spec["note"], "",
-             "| row | model | profile | seeds | " + " | ".join(n for _, n, _ in PEER_METRICS)
-             + " | segm AP | params (M) | GFLOPs backbone+neck | iterations | train wall (min) "
-             "| train CPU s/iter | inference CPU s/img |",
-             "| --- | --- | --- | --- |" + " ---: |" * 11]
+             "| row | model | profile | seeds | " + " | ".join(numeric) + " |",
+             "| --- | --- | --- | --- |" + " ---: |" * len(numeric)]
     for label, profile_name in spec["rows"]:
         lines += model_rows(label, profile_name, runs_by_profile[profile_name])
     lines.append(peer_row(spec["peer"]))

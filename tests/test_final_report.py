@@ -34,6 +34,8 @@ def test_final_table_has_every_row_the_peer_and_the_decision(tmp_path):
     assert (tmp_path / SPEC["file"]).read_text() == text
     rows = [line for line in text.splitlines() if line.startswith("| equal")]
     assert len(rows) == 3  # both models of the pair, the one budget run
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in table}) == 1  # header, separator and rows line up
     assert "| `pair` | 0, 1, 2 | 72.33 ± 0.58 |" in rows[0]
     assert "| 20.0 |" in rows[0]  # 600 iterations x 2 s = 20 minutes of training
     assert f"| {STARDIST['label']} | StarDist 2D |" in text and "| 72.57 | 83.37 | 0.380 |" in text
