@@ -104,6 +104,9 @@ def render_final(spec, results_dir, profiles=None):
         lines += model_rows(label, profile_name, runs_by_profile[profile_name])
     lines.append(peer_row(spec["peer"]))
     lines += ["", f"The peer's row: {spec['peer']['source']}", ""]
+    missing = [f"{label}, `{p}`" for label, p in spec["rows"] if not runs_by_profile[p]]
+    if missing:
+        lines += [f"Not run yet: {'; '.join(missing)}.", ""]
 
     pair_runs = runs_by_profile[spec["pair"]]
     paired = paired_differences(pair_runs)

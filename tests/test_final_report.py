@@ -81,6 +81,7 @@ def test_final_and_budget_profiles_train_the_nested_fpn_chosen_on_val(tmp_path):
 def test_final_table_without_runs_says_so(tmp_path):
     text = final_report.render_final(SPEC, str(tmp_path))
     assert "not both models run yet" in text and "StarDist 2D" in text
+    assert "Not run yet: equal iterations, `pair`; equal wall-clock, `budget`." in text
 
 
 def test_final_spec_names_real_profiles_and_the_issue_s_goals():
