@@ -31,9 +31,11 @@ R101 = {"fpn": "configs/nuclei/mask_rcnn_R_101_FPN.yaml",
         "nested": "configs/nuclei/mask_rcnn_R_101_NestedFPN.yaml"}
 
 VAL = ("DATASETS.TEST", "('dsb2018_val',)")
+# At least 4 channels per GroupNorm group in the nested FPN (val-nested-gn4's ablation).
+GN4 = ("MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "4")
 # The nested FPN of the final comparison (issue 15): the best cost-matched variant of the val screen
 # (neck_ablation_val.md), as overrides of the R-18 CPU config.
-FINAL_NESTED = ("MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "4")
+FINAL_NESTED = GN4
 FINAL_NESTED_NAME = "val-nested-gn4"
 # Detectron2's resize by image size, the nuclei configs' policy before issue 13.
 IMAGE_SIZE = ("INPUT.SCALE_POLICY", "image_size")
@@ -108,7 +110,7 @@ PROFILES = {
     # (gn4 and faithful) and FPN (val-diameter-17 --model fpn) then get seeds 1 and 2.
     "val-nested-gn4": Profile(
         configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
-        model_opts=(("nested", ("MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "4")),),
+        model_opts=(("nested", GN4),),
         description="as val-diameter-17, with the nested FPN's GroupNorms keeping at least 4 channels "
                     "per group (8 groups at the 32-channel stride-4 nodes, 16 at 64; 32 at 128 as in FPN) "
                     "instead of 32 groups everywhere (one channel per group at stride 4)"),
@@ -124,8 +126,7 @@ PROFILES = {
     # groups, the cheapest variant that widens the level every nucleus' RoI features are pooled from.
     "val-nested64-gn4": Profile(
         configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
-        model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[64, 64, 128, 128]",
-                                "MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "4")),),
+        model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[64, 64, 128, 128]") + GN4),),
         description="as val-nested-gn4 (at least 4 channels per GroupNorm group) with the stride-4 nodes "
                     "at 64 channels instead of 32 (64/64/128/128)"),
     # Training length (issue 15): 4x cpu-small's 600 iterations (14 epochs of dsb2018_train), for FPN
@@ -134,7 +135,7 @@ PROFILES = {
         configs=R18, seeds=(0,), test_size=256,
         opts=VAL + ("SOLVER.MAX_ITER", "2400", "SOLVER.STEPS", "(1800, 2200)",
                     "SOLVER.CHECKPOINT_PERIOD", "400"),
-        model_opts=(("nested", ("MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "4")),),
+        model_opts=(("nested", GN4),),
         description="as val-diameter-17 trained 4x longer: 2400 iterations, learning rate x0.1 at "
                     "1800 and 2200; the nested FPN as in val-nested-gn4"),
     # Equal training wall-clock (issue 15): each model trains as many iterations as fit in 23 minutes
