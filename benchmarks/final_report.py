@@ -51,12 +51,22 @@ def peer_row(peer):
             + f" | – | – | – | – | {fmt(peer['train_min'], decimals=1)} | – | {fmt(peer['infer_s'])} |")
 
 
+def cpu_models(model_runs):
+    """The CPU models (the machine string up to its first comma) the runs were timed on."""
+    return sorted({r["machine"].split(",")[0] for r in model_runs})
+
+
 def cost_lines(runs, spec):
     """The nested model's extra training and inference time over FPN's, against the goals."""
     grouped = by_model(runs)
     if not all(m in grouped for m in MODEL_ORDER):
         return []
     fpn, nested = (cost_row(grouped[m]) for m in MODEL_ORDER)
+    cpus = [cpu_models(grouped[m]) for m in MODEL_ORDER]
+    if cpus[0] != cpus[1]:
+        # different machines (or a mix) time the two models: a ratio would measure the machines
+        return [f"- training and inference time: not comparable here, the FPN runs were timed on "
+                f"{' + '.join(cpus[0])} and the nested runs on {' + '.join(cpus[1])}"]
     lines = []
     for key, name, limit in (("train_wall", "training wall s/iter", spec["max_extra_train"]),
                              ("infer_cpu", "inference CPU s/img", spec["max_extra_inference"])):

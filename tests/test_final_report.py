@@ -51,6 +51,16 @@ def test_final_table_has_every_row_the_peer_and_the_decision(tmp_path):
     assert "equal iterations, Mask R-CNN (FPN): fg IoU (%) -0.24" in text and "does not beat it" in text
 
 
+def test_times_from_different_cpus_are_not_compared_against_the_goals(tmp_path):
+    runs = [timed_run("fpn", s, 72.0, 0.40) for s in range(2)] + [timed_run("nested", s, 73.0, 0.40) for s in range(2)]
+    runs[3]["machine"] = "Other CPU, 2 logical cores, torch 2.0, 1 threads"
+    write_runs(tmp_path / "nuclei_runs" / "pair", runs)
+    text = final_report.render_final(SPEC, str(tmp_path))
+    assert "within the goal" not in text and "over the goal" not in text
+    assert ("training and inference time: not comparable here, the FPN runs were timed on test CPU and "
+            "the nested runs on Other CPU + test CPU") in text
+
+
 def test_a_row_that_shares_another_profile_s_fpn_runs_is_paired_with_them(tmp_path):
     runs = tmp_path / "nuclei_runs"
     # the pair's own folder holds only nested runs; its FPN runs (and a stray FPN run) live elsewhere
