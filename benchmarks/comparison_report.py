@@ -356,6 +356,23 @@ def model_names(runs):
     return {r["model"]: r["model_name"] for r in runs}
 
 
+def cpu_models(model_runs):
+    """The CPU models (the machine string up to its first comma) the runs were timed on."""
+    return sorted({r["machine"].split(",")[0] for r in model_runs})
+
+
+def machine_lines(runs, names):
+    """One machine line, or one per model when the models' runs were timed on different CPUs."""
+    grouped = by_model(runs)
+    machines = sorted({r["machine"] for r in runs})
+    if len({tuple(cpu_models(rs)) for rs in grouped.values()}) <= 1:
+        return [f"- machine: {'; '.join(machines)}"]
+    lines = [f"- machine, {names[m]}: {'; '.join(sorted({r['machine'] for r in grouped[m]}))}"
+             for m in MODEL_ORDER if m in grouped]
+    return lines + ["- the models were timed on different CPUs: their time columns compare the machines "
+                    "as much as the models"]
+
+
 def method_section(profile_name, profile, runs, command, costs):
     """"How these numbers were made": commands, machine, runs, schedule, what the costs count."""
     grouped, names = by_model(runs), model_names(runs)
@@ -370,7 +387,7 @@ def method_section(profile_name, profile, runs, command, costs):
         "",
         *sorted({f"- command: `{r['command']}`" for r in runs}),
         *([f"- report rendered by: `{command}`"] if command not in {r["command"] for r in runs} else []),
-        f"- machine: {first['machine']}",
+        *machine_lines(runs, names),
         f"- finished runs per model: {finished}; the profile plans seeds {planned}, and `--seeds` "
         "adds others",
         f"- iterations per run: {first['max_iter']}, batch {first['ims_per_batch']}; "

@@ -12,6 +12,7 @@ from comparison_report import (
     aggregate,
     by_model,
     cost_row,
+    cpu_models,
     fmt,
     load_profile_runs,
     mean_of,
@@ -49,11 +50,6 @@ def peer_row(peer):
     metrics = [fmt(peer[key], decimals=d) for key, _, d in PEER_METRICS]
     return (f"| {peer['label']} | {peer['name']} | – | – | " + " | ".join(metrics)
             + f" | – | – | – | – | {fmt(peer['train_min'], decimals=1)} | – | {fmt(peer['infer_s'])} |")
-
-
-def cpu_models(model_runs):
-    """The CPU models (the machine string up to its first comma) the runs were timed on."""
-    return sorted({r["machine"].split(",")[0] for r in model_runs})
 
 
 def cost_lines(runs, spec):

@@ -252,6 +252,18 @@ def test_the_report_names_runs_that_were_resumed_from_a_checkpoint():
     assert resumed[0].endswith("Mask R-CNN (FPN) seed 1 (2 iterations timed)")
 
 
+def test_the_report_says_when_the_models_were_timed_on_different_cpus():
+    runs = [fake_run(m, s, 70.0, 0.4) for m in ("fpn", "nested") for s in (0, 1)]
+    profile = PROFILES["smoke"]
+    text = comparison_report.render_markdown("smoke", profile, runs, "python tools/compare.py --profile smoke")
+    assert "- machine: test CPU" in text and "different CPUs" not in text
+    runs[3]["machine"] = "Other CPU, 2 logical cores"
+    text = comparison_report.render_markdown("smoke", profile, runs, "python tools/compare.py --profile smoke")
+    assert "- machine, Mask R-CNN (FPN): test CPU\n" in text
+    assert "- machine, Mask R-CNN++ (nested FPN): Other CPU, 2 logical cores; test CPU\n" in text
+    assert "timed on different CPUs" in text
+
+
 def test_seeds_added_beyond_the_profile_are_aggregated_and_listed():
     runs = [fake_run(m, s, 70.0 + s, 0.4) for m in ("fpn", "nested") for s in (0, 1, 5)]
     profile = PROFILES["smoke"]
