@@ -234,7 +234,9 @@ FINAL = {
     "file": "nuclei_final_test.md",
     "title": "Mask R-CNN vs Mask R-CNN++ on dsb2018_test: the final comparison (issue 15)",
     "note": "R-18 CPU configs, nuclei at 17 px (estimated diameter at test), mean ± std over seeds; "
-            "inference CPU s/img: CPU seconds per image with one thread.",
+            "train CPU s/iter and inference CPU s/img: CPU seconds of all the run's threads (one for "
+            "the equal-iteration row; two for the equal wall-clock row, which runs one model at a "
+            "time on both cores).",
     "rows": (("equal iterations (600)", "cpu-final"), ("equal wall-clock (23 min)", "cpu-23min")),
     "pair": "cpu-final",
     "peer": STARDIST,
