@@ -361,12 +361,16 @@ def cpu_models(model_runs):
     return sorted({r["machine"].split(",")[0] for r in model_runs})
 
 
+def timed_on_same_cpus(grouped):
+    """Whether every model's runs (model -> runs) were timed on the same set of CPU models."""
+    return len({tuple(cpu_models(rs)) for rs in grouped.values()}) <= 1
+
+
 def machine_lines(runs, names):
     """One machine line, or one per model when the models' runs were timed on different CPUs."""
     grouped = by_model(runs)
-    machines = sorted({r["machine"] for r in runs})
-    if len({tuple(cpu_models(rs)) for rs in grouped.values()}) <= 1:
-        return [f"- machine: {'; '.join(machines)}"]
+    if timed_on_same_cpus(grouped):
+        return [f"- machine: {'; '.join(sorted({r['machine'] for r in runs}))}"]
     lines = [f"- machine, {names[m]}: {'; '.join(sorted({r['machine'] for r in grouped[m]}))}"
              for m in MODEL_ORDER if m in grouped]
     return lines + ["- the models were timed on different CPUs: their time columns compare the machines "

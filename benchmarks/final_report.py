@@ -18,6 +18,7 @@ from comparison_report import (
     mean_of,
     paired_differences,
     relative,
+    timed_on_same_cpus,
     verdict,
 )
 from maskrcnnpp.utils.json_io import atomic_write
@@ -58,11 +59,11 @@ def cost_lines(runs, spec):
     if not all(m in grouped for m in MODEL_ORDER):
         return []
     fpn, nested = (cost_row(grouped[m]) for m in MODEL_ORDER)
-    cpus = [cpu_models(grouped[m]) for m in MODEL_ORDER]
-    if cpus[0] != cpus[1]:
+    if not timed_on_same_cpus(grouped):
         # different machines (or a mix) time the two models: a ratio would measure the machines
+        fpn_cpus, nested_cpus = (" + ".join(cpu_models(grouped[m])) for m in MODEL_ORDER)
         return [f"- training and inference time: not comparable here, the FPN runs were timed on "
-                f"{' + '.join(cpus[0])} and the nested runs on {' + '.join(cpus[1])}"]
+                f"{fpn_cpus} and the nested runs on {nested_cpus}"]
     lines = []
     for key, name, limit in (("train_wall", "training wall s/iter", spec["max_extra_train"]),
                              ("infer_cpu", "inference CPU s/img", spec["max_extra_inference"])):
