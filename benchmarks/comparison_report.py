@@ -190,6 +190,7 @@ def cost_row(model_runs, model_cost=None):
 
 COST_KEYS = ("params_m", "gmacs_backbone", "gmacs_whole", "train_wall", "train_cpu", "infer_ips",
              "infer_cpu")
+TIME_KEYS = ("train_wall", "train_cpu", "infer_ips", "infer_cpu")  # measured, so machine-dependent
 
 
 def relative(value, base):
@@ -297,7 +298,9 @@ def results_table(runs, table, paired, costs):
     if all(m in grouped for m in MODEL_ORDER):
         fpn = cost_row(grouped["fpn"], model_cost(costs, "fpn"))
         nested = cost_row(grouped["nested"], model_cost(costs, "nested"))
-        cost_cells = [relative(nested[k], fpn[k]) for k in COST_KEYS]
+        same_cpus = timed_on_same_cpus(grouped)
+        cost_cells = [relative(nested[k], fpn[k]) if same_cpus or k not in TIME_KEYS else "different CPUs"
+                      for k in COST_KEYS]
     lines.append(f"| nested − FPN (paired by seed; cost columns: nested vs FPN) | {n_pairs} pairs | "
                  + " | ".join(diff_cells + cost_cells) + " |")
     return lines

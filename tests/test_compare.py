@@ -257,11 +257,20 @@ def test_the_report_says_when_the_models_were_timed_on_different_cpus():
     profile = PROFILES["smoke"]
     text = comparison_report.render_markdown("smoke", profile, runs, "python tools/compare.py --profile smoke")
     assert "- machine: test CPU" in text and "different CPUs" not in text
+
+    def paired_cost_cells(text):
+        row = next(line for line in text.splitlines() if line.startswith("| nested − FPN"))
+        return row.strip("| ").split(" | ")[-7:]
+
+    assert all(cell.endswith(" %") for cell in paired_cost_cells(text))
     runs[3]["machine"] = "Other CPU, 2 logical cores"
     text = comparison_report.render_markdown("smoke", profile, runs, "python tools/compare.py --profile smoke")
     assert "- machine, Mask R-CNN (FPN): test CPU\n" in text
     assert "- machine, Mask R-CNN++ (nested FPN): Other CPU, 2 logical cores; test CPU\n" in text
     assert "timed on different CPUs" in text
+    # Size figures still compare; measured times across machines do not.
+    cells = paired_cost_cells(text)
+    assert all(cell.endswith(" %") for cell in cells[:3]) and cells[3:] == ["different CPUs"] * 4
 
 
 def test_seeds_added_beyond_the_profile_are_aggregated_and_listed():
