@@ -380,6 +380,13 @@ def machine_lines(runs, names):
                     "as much as the models"]
 
 
+def iterations_text(model_runs):
+    """The runs' iteration counts: one number when they agree, else each run's in the runs' order
+    (a wall-clock budget gives each run the iterations its own speed probe allowed)."""
+    counts = [r["max_iter"] for r in model_runs]
+    return str(counts[0]) if len(set(counts)) == 1 else ", ".join(str(c) for c in counts)
+
+
 def method_section(profile_name, profile, runs, command, costs):
     """"How these numbers were made": commands, machine, runs, schedule, what the costs count."""
     grouped, names = by_model(runs), model_names(runs)
@@ -388,6 +395,9 @@ def method_section(profile_name, profile, runs, command, costs):
     finished = ", ".join(f"{names[m]} {len(grouped[m])} ({'seeds ' + ', '.join(str(r['seed']) for r in grouped[m])})"
                          for m in models)
     first = runs[0]
+    iterations = iterations_text(runs)
+    if len({r["max_iter"] for r in runs}) > 1:
+        iterations = "; ".join(f"{names[m]} {iterations_text(grouped[m])}" for m in models)
     lines = [
         "",
         "## How these numbers were made",
@@ -397,7 +407,7 @@ def method_section(profile_name, profile, runs, command, costs):
         *machine_lines(runs, names),
         f"- finished runs per model: {finished}; the profile plans seeds {planned}, and `--seeds` "
         "adds others",
-        f"- iterations per run: {first['max_iter']}, batch {first['ims_per_batch']}; "
+        f"- iterations per run: {iterations}, batch {first['ims_per_batch']}; "
         f"test set `{first['test_set']}` ({first['metrics'].get('nuclei', {}).get('num_images')} images)",
         f"- git commit: {', '.join(sorted({r['git_commit'] for r in runs}))}",
         f"- dates: {min(r['date'] for r in runs)} – {max(r['date'] for r in runs)}",

@@ -14,6 +14,7 @@ from comparison_report import (
     cost_row,
     cpu_models,
     fmt,
+    iterations_text,
     load_profile_runs,
     mean_of,
     paired_differences,
@@ -41,7 +42,7 @@ def model_rows(label, profile_name, runs):
             f"| {label} | {rs[0]['model_name']} | `{profile_name}` | "
             + ", ".join(str(r["seed"]) for r in rs) + " | "
             + " | ".join(metrics)
-            + f" | {c['params_m']:.2f} | {fmt(c['gmacs_backbone'], decimals=1)} | {rs[0]['max_iter']} "
+            + f" | {c['params_m']:.2f} | {fmt(c['gmacs_backbone'], decimals=1)} | {iterations_text(rs)} "
             f"| {fmt(train_min, decimals=1)} | {fmt(c['train_cpu'])} | {fmt(c['infer_cpu'])} |"
         )
     return lines

@@ -273,6 +273,18 @@ def test_the_report_says_when_the_models_were_timed_on_different_cpus():
     assert all(cell.endswith(" %") for cell in cells[:3]) and cells[3:] == ["different CPUs"] * 4
 
 
+def test_the_report_lists_each_run_s_iterations_when_a_time_budget_made_them_differ():
+    runs = [fake_run(m, s, 70.0, 0.4) for m in ("fpn", "nested") for s in (0, 1)]
+    profile = PROFILES["smoke"]
+    text = comparison_report.render_markdown("smoke", profile, runs, "python tools/compare.py --profile smoke")
+    assert f"- iterations per run: {runs[0]['max_iter']}, batch" in text
+    for run, iterations in zip(runs, (1580, 1621, 1460, 1569)):
+        run["max_iter"] = iterations
+    text = comparison_report.render_markdown("smoke", profile, runs, "python tools/compare.py --profile smoke")
+    assert ("- iterations per run: Mask R-CNN (FPN) 1580, 1621; Mask R-CNN++ (nested FPN) 1460, 1569, batch"
+            in text)
+
+
 def test_seeds_added_beyond_the_profile_are_aggregated_and_listed():
     runs = [fake_run(m, s, 70.0 + s, 0.4) for m in ("fpn", "nested") for s in (0, 1, 5)]
     profile = PROFILES["smoke"]

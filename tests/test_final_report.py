@@ -76,6 +76,20 @@ def test_a_row_that_shares_another_profile_s_fpn_runs_is_paired_with_them(tmp_pa
     assert "fg IoU (%), nested − FPN: seed 0 +2.00, seed 1 +2.00;" in text
 
 
+def test_a_budget_row_lists_each_seed_s_iterations(tmp_path):
+    runs = tmp_path / "nuclei_runs"
+    write_runs(runs / "pair", [timed_run(m, s, 72.0, 0.40) for m in ("fpn", "nested") for s in range(2)])
+    budget = [timed_run(m, s, 77.0, 0.44) for m in ("fpn", "nested") for s in range(2)]
+    for run, iterations in zip(budget, (1580, 1621, 1460, 1460)):  # each seed's probe set its own length
+        run["max_iter"] = iterations
+    write_runs(runs / "budget", budget)
+    profiles = {"pair": PROFILES["cpu-final"], "budget": PROFILES["cpu-23min"]}
+    text = final_report.render_final(SPEC, str(tmp_path), profiles)
+    rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| equal wall-clock")}
+    assert "| 1580, 1621 |" in rows["Mask R-CNN (FPN)"]
+    assert "| 1460 |" in rows["Mask R-CNN++ (nested FPN)"]
+
+
 def test_final_and_budget_profiles_train_the_nested_fpn_chosen_on_val(tmp_path):
     chosen = dict(zip(FINAL_NESTED[::2], FINAL_NESTED[1::2]))
     for name in ("cpu-final", "cpu-23min"):
