@@ -395,9 +395,8 @@ def method_section(profile_name, profile, runs, command, costs):
     finished = ", ".join(f"{names[m]} {len(grouped[m])} ({'seeds ' + ', '.join(str(r['seed']) for r in grouped[m])})"
                          for m in models)
     first = runs[0]
-    iterations = iterations_text(runs)
-    if len({r["max_iter"] for r in runs}) > 1:
-        iterations = "; ".join(f"{names[m]} {iterations_text(grouped[m])}" for m in models)
+    iterations = (iterations_text(runs) if len({r["max_iter"] for r in runs}) == 1
+                  else "; ".join(f"{names[m]} {iterations_text(grouped[m])}" for m in models))
     lines = [
         "",
         "## How these numbers were made",
