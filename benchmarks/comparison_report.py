@@ -188,9 +188,9 @@ def cost_row(model_runs, model_cost=None):
     }
 
 
-COST_KEYS = ("params_m", "gmacs_backbone", "gmacs_whole", "train_wall", "train_cpu", "infer_ips",
-             "infer_cpu")
+SIZE_KEYS = ("params_m", "gmacs_backbone", "gmacs_whole")
 TIME_KEYS = ("train_wall", "train_cpu", "infer_ips", "infer_cpu")  # measured, so machine-dependent
+COST_KEYS = SIZE_KEYS + TIME_KEYS
 
 
 def relative(value, base):

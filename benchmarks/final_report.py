@@ -59,12 +59,12 @@ def cost_lines(runs, spec):
     grouped = by_model(runs)
     if not all(m in grouped for m in MODEL_ORDER):
         return []
-    fpn, nested = (cost_row(grouped[m]) for m in MODEL_ORDER)
     if not timed_on_same_cpus(grouped):
         # different machines (or a mix) time the two models: a ratio would measure the machines
         fpn_cpus, nested_cpus = (" + ".join(cpu_models(grouped[m])) for m in MODEL_ORDER)
         return [f"- training and inference time: not comparable here, the FPN runs were timed on "
                 f"{fpn_cpus} and the nested runs on {nested_cpus}"]
+    fpn, nested = (cost_row(grouped[m]) for m in MODEL_ORDER)
     lines = []
     for key, name, limit in (("train_wall", "training wall s/iter", spec["max_extra_train"]),
                              ("infer_cpu", "inference CPU s/img", spec["max_extra_inference"])):
