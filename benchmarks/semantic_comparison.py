@@ -168,7 +168,11 @@ def seeded_table(seeded):
 
 def paired_lines(seeded, key, base="unet"):
     """``key`` − ``base`` fg IoU paired by seed, and whether it is beyond the seed spread."""
-    a, b = seeded.get(key, {}), seeded.get(base, {})
+    return paired_line(seeded.get(key, {}), seeded.get(base, {}), ROWS[key][0], ROWS[base][0])
+
+
+def paired_line(a, b, name_a, name_b):
+    """``name_a`` − ``name_b`` fg IoU paired by seed, from their {seed: run}; [] without a common seed."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return []
@@ -180,7 +184,7 @@ def paired_lines(seeded, key, base="unet"):
         judged = "one seed: too few to compare with the seed spread"
     else:
         judged = f"{'beyond' if abs(mean) > spread else 'within'} the seed spread {spread:.2f}"
-    return [f"- {ROWS[key][0]} − {ROWS[base][0]}, fg IoU paired by seed: {mean:+.2f} ({per_seed}); {judged}"]
+    return [f"- {name_a} − {name_b}, fg IoU paired by seed: {mean:+.2f} ({per_seed}); {judged}"]
 
 
 def write_report(results_dir=RESULTS):
