@@ -1,0 +1,175 @@
+#!/usr/bin/env python
+"""Inference time of a comparison's trained models, the models taking turns image by image.
+
+    DETECTRON2_DATASETS=datasets OMP_NUM_THREADS=2 python benchmarks/inference_cost.py --profile cpu-23min --threads 2
+
+Each run of tools/compare.py times its own evaluation, one model after the other, so a
+slower minute of the machine lands on one model only. This loads every trained (model,
+seed) of a profile (tools/compare.py's OUTPUT_DIRs, <output-root>/<profile>/<model>_seed<k>/
+model_final.pth), takes every k-th image of the profile's test set, and runs all of them
+on each image in turn (image 1: fpn seed 0, nested seed 0, fpn seed 1, ...; image 2: ...),
+so that load falls on every model alike. Inference is the evaluation's (under the diameter
+policy: estimate, rescale, tile). Reports CPU and wall seconds and detections per image per
+run, and nested vs FPN paired by seed, beside the runs' own figures; writes
+benchmarks/results/inference_cost_<profile>.md.
+"""
+import argparse
+import json
+import os
+import shlex
+import sys
+
+import torch
+
+import repo_path  # noqa: F401  (this checkout's maskrcnnpp first on sys.path)
+from measure import REPO, Stopwatch, cpu_model, git_commit  # noqa: E402
+from comparison_report import fmt, mean_std  # noqa: E402
+from comparison_profiles import MODELS, PROFILES  # noqa: E402
+from nuclei_comparison import build_cfg, run_output_dir, run_path  # noqa: E402
+
+from detectron2.utils.logger import setup_logger  # noqa: E402
+from maskrcnnpp.engine import Trainer, load_weights_strictly  # noqa: E402
+from maskrcnnpp.engine.scaled_model import DiameterScaledModel  # noqa: E402
+from maskrcnnpp.errors import UserError, run_command  # noqa: E402
+from maskrcnnpp.utils.json_io import atomic_write  # noqa: E402
+
+
+def trained_in(profile_name, model_key):
+    """The profile whose run of ``model_key`` this profile uses (its own, or fpn_runs_from's)."""
+    shared = PROFILES[profile_name].fpn_runs_from
+    return shared if model_key == "fpn" and shared else profile_name
+
+
+def load_predictor(profile_name, model_key, seed, output_root):
+    """(cfg, model ready for inference) of one trained run of tools/compare.py."""
+    source = trained_in(profile_name, model_key)
+    output_dir = run_output_dir(output_root, source, model_key, seed)
+    weights = os.path.join(output_dir, "model_final.pth")
+    if not os.path.isfile(weights):
+        raise UserError(f"{weights}: not found; train it first with tools/compare.py --profile "
+                        f"{source} --model {model_key} --seeds {seed}")
+    cfg, _ = build_cfg(PROFILES[source], model_key, seed, output_dir, output_root)
+    cfg.freeze()
+    model = Trainer.build_model(cfg)
+    load_weights_strictly(model, weights, f"{profile_name}'s {model_key} config")
+    if cfg.INPUT.SCALE_POLICY == "diameter":
+        model = DiameterScaledModel(cfg, model)
+    return cfg, model.eval()
+
+
+def test_inputs(cfg, every):
+    """Every ``every``-th input (a one-image batch) of cfg's test set, in the loader's order."""
+    (dataset,) = cfg.DATASETS.TEST
+    return [inputs for k, inputs in enumerate(Trainer.build_test_loader(cfg, dataset)) if k % every == 0]
+
+
+def time_in_turns(predictors, inputs):
+    """{name: [(wall s, CPU s, detections) per input]}: input by input, every predictor in turn.
+
+    predictors: {name: model}; inputs: {name: [batch]} (the same images, as each model's config
+    maps them). Each predictor first runs its first input once, untimed (a warm-up).
+    """
+    for name, model in predictors.items():
+        model(inputs[name][0])
+    times = {name: [] for name in predictors}
+    for k in range(len(next(iter(inputs.values())))):
+        for name, model in predictors.items():
+            watch = Stopwatch()
+            with watch:
+                outputs = model(inputs[name][k])
+            times[name].append((watch.wall, watch.cpu, sum(len(o["instances"]) for o in outputs)))
+    return times
+
+
+def summary(times):
+    """{name: (CPU s/image, wall s/image, detections/image)} from time_in_turns' lists."""
+    return {name: tuple(sum(t[i] for t in ts) / len(ts) for i in (1, 0, 2)) for name, ts in times.items()}
+
+
+def paired_percent(per_run, seeds, column=0):
+    """[(seed, nested vs FPN in %)] of ``column`` of summary()'s tuples, for the seeds with both."""
+    return [(s, 100 * (per_run[("nested", s)][column] / per_run[("fpn", s)][column] - 1))
+            for s in seeds if ("nested", s) in per_run and ("fpn", s) in per_run]
+
+
+def own_cpu_per_image(results_dir, profile_name, model_key, seed):
+    """The run JSON's own inference CPU s/image (timed during its evaluation), or None."""
+    path = run_path(os.path.join(results_dir, "nuclei_runs", trained_in(profile_name, model_key)), model_key, seed)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)["inference_timing"]["cpu_s_per_image"]
+
+
+def render(profile_name, per_run, seeds, images, results_dir, command):
+    """The markdown report; per_run: {(model key, seed): summary()'s tuple}."""
+    lines = [
+        f"# Inference cost of `{profile_name}`'s trained models, timed in turns",
+        "",
+        f"Every trained run of `{profile_name}` predicts the same {images} test images (every "
+        "k-th of the test set), the runs taking turns image by image, after one warm-up image each. "
+        "CPU seconds: this process, all threads. Detections: instances returned per image (every "
+        "score the evaluation keeps). \"Own run\": the inference CPU s/image that tools/compare.py "
+        "measured in the run's own evaluation (all test images, one model at a time).",
+        "",
+        "| model | seed | CPU s/image | wall s/image | detections/image | own run: CPU s/image |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    own = {key: own_cpu_per_image(results_dir, profile_name, *key) for key in per_run}
+    for (model_key, seed), (cpu, wall, dets) in sorted(per_run.items(), key=lambda item: (item[0][1], item[0][0])):
+        lines.append(f"| {MODELS[model_key]} | {seed} | {cpu:.3f} | {wall:.3f} | {dets:.1f} "
+                     f"| {fmt(own[(model_key, seed)], decimals=3)} |")
+    lines += ["", "Nested vs FPN, paired by seed (mean ± std over seeds; per seed in brackets):", ""]
+    for column, label in ((0, "CPU s/image"), (1, "wall s/image"), (2, "detections/image")):
+        pairs = paired_percent(per_run, seeds, column)
+        if pairs:
+            per_seed = ", ".join(f"seed {s} {p:+.1f} %" for s, p in pairs)
+            lines.append(f"- {label}: {fmt(*mean_std([p for _, p in pairs]), decimals=1, sign=True)} % ({per_seed})")
+    own_pairs = paired_percent({key: (cpu,) for key, cpu in own.items() if cpu}, seeds)
+    if own_pairs:
+        lines.append(f"- the runs' own CPU s/image: {fmt(*mean_std([p for _, p in own_pairs]), decimals=1, sign=True)} % "
+                     f"({', '.join(f'seed {s} {p:+.1f} %' for s, p in own_pairs)})")
+    lines += [
+        "",
+        f"- command: `{command}`",
+        f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; code {git_commit()}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="cpu-23min", choices=sorted(PROFILES))
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
+    parser.add_argument("--every", type=int, default=5, help="time every k-th test image")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output-root", default=os.path.join(REPO, "output", "compare"))
+    parser.add_argument("--results-dir", default=os.path.join(REPO, "benchmarks", "results"))
+    args = parser.parse_args(argv)
+    if args.every < 1:
+        raise UserError(f"--every {args.every}: must be 1 or more")
+    torch.set_num_threads(args.threads)
+    command = "DETECTRON2_DATASETS={} OMP_NUM_THREADS={} python benchmarks/inference_cost.py {}".format(
+        os.environ.get("DETECTRON2_DATASETS", "datasets"), os.environ.get("OMP_NUM_THREADS", "unset"),
+        " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))).rstrip()
+    seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
+    setup_logger(name="maskrcnnpp")
+    predictors, inputs = {}, {}
+    for seed in seeds:
+        for model_key in MODELS:
+            cfg, predictors[(model_key, seed)] = load_predictor(args.profile, model_key, seed, args.output_root)
+            if model_key not in inputs:
+                inputs[model_key] = test_inputs(cfg, args.every)
+    per_run = summary(time_in_turns(predictors, {name: inputs[name[0]] for name in predictors}))
+    images = len(next(iter(inputs.values())))
+    text = render(args.profile, per_run, seeds, images, args.results_dir, command)
+    with atomic_write(os.path.join(args.results_dir, f"inference_cost_{args.profile}.md"), encoding="utf-8") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(main))
