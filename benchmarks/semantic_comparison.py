@@ -142,6 +142,18 @@ def load_runs(runs_dir):
     return seeded, single
 
 
+def seed_stat(rs, get, decimals=2):
+    """"mean ± std" of ``get(run)`` over the runs ``rs``."""
+    return fmt(*mean_std([get(r) for r in rs]), decimals=decimals)
+
+
+def score_cells(rs):
+    """The fg IoU | fg Dice | pooled IoU | eval s/image cells, mean ± std over the runs ``rs``."""
+    return " | ".join(seed_stat(rs, get) for get in (
+        lambda r: r["metrics"]["fg_iou"], lambda r: r["metrics"]["fg_dice"], lambda r: r["metrics"]["fg_iou_pooled"],
+        lambda r: r["eval_seconds"] / (r["metrics"].get("num_images") or 1)))
+
+
 def seeded_table(seeded):
     lines = ["| model | params | seeds | iterations | train time (min) | s/iter | fg IoU | fg Dice "
              "| pooled IoU | eval s/image |", "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -151,17 +163,10 @@ def seeded_table(seeded):
             continue
         rs = [runs[s] for s in sorted(runs)]
         first = rs[0]
-
-        def stat(get, decimals=2):
-            return fmt(*mean_std([get(r) for r in rs]), decimals=decimals)
-
         lines.append(
             f"| {first['model']} | {first['parameters'] / 1e6:.2f}M | {', '.join(str(s) for s in sorted(runs))} "
-            f"| {first['iterations']} | {stat(lambda r: r['train_seconds'] / 60, 1)} "
-            f"| {stat(lambda r: r['train_seconds'] / r['iterations'])} "
-            f"| {stat(lambda r: r['metrics']['fg_iou'])} | {stat(lambda r: r['metrics']['fg_dice'])} "
-            f"| {stat(lambda r: r['metrics']['fg_iou_pooled'])} "
-            f"| {stat(lambda r: r['eval_seconds'] / (r['metrics'].get('num_images') or 1))} |"
+            f"| {first['iterations']} | {seed_stat(rs, lambda r: r['train_seconds'] / 60, 1)} "
+            f"| {seed_stat(rs, lambda r: r['train_seconds'] / r['iterations'])} | {score_cells(rs)} |"
         )
     return lines
 

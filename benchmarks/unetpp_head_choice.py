@@ -26,8 +26,7 @@ import torch
 
 from repo_path import REPO  # this checkout's maskrcnnpp first on sys.path
 from measure import cpu_model  # noqa: E402
-from comparison_report import fmt, mean_std  # noqa: E402
-from semantic_comparison import RESULTS, ROWS, load_runs, paired_line  # noqa: E402
+from semantic_comparison import RESULTS, ROWS, load_runs, paired_line, score_cells  # noqa: E402
 
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from maskrcnnpp.engine import Trainer, load_weights_strictly  # noqa: E402
@@ -127,16 +126,8 @@ def table(rows, first="inference"):
              "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
     for label, runs in rows:
         rs = [runs[s] for s in sorted(runs)]
-
-        def stat(get, decimals=2):
-            return fmt(*mean_std([get(r) for r in rs]), decimals=decimals)
-
-        lines.append(
-            f"| {label} | {rs[0]['parameters'] / 1e6:.2f}M | {', '.join(str(s) for s in sorted(runs))} "
-            f"| {stat(lambda r: r['metrics']['fg_iou'])} | {stat(lambda r: r['metrics']['fg_dice'])} "
-            f"| {stat(lambda r: r['metrics']['fg_iou_pooled'])} "
-            f"| {stat(lambda r: r['eval_seconds'] / (r['metrics'].get('num_images') or 1))} |"
-        )
+        lines.append(f"| {label} | {rs[0]['parameters'] / 1e6:.2f}M | {', '.join(str(s) for s in sorted(runs))} "
+                     f"| {score_cells(rs)} |")
     return lines
 
 
