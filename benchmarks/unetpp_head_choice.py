@@ -177,7 +177,10 @@ def write_report(results_dir, seeds):
     everything = [r for split in choice.values() for runs in split.values() for r in runs.values()]
     lines += [
         "",
-        "Evaluation only: no model is retrained. Per-run JSON: `benchmarks/results/unetpp_head_choice/*.json`.",
+        "Evaluation only: no model is retrained. Eval s/image is each run's wall time as it happened, "
+        "on a 2-core machine that may have run other jobs beside it: indicative only "
+        "(`unetpp_pruning_cpu.md` times the levels side by side). "
+        "Per-run JSON: `benchmarks/results/unetpp_head_choice/*.json`.",
         "",
         *sorted({f"- command: `{r['command']}`" for r in everything}),
         f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}",
