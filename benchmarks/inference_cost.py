@@ -51,13 +51,13 @@ def load_predictor(profile_name, model_key, seed, output_root):
     cfg, _ = build_cfg(PROFILES[source], model_key, seed, output_dir, output_root)
     cfg.freeze()
     model = Trainer.build_model(cfg)
-    load_weights_strictly(model, weights, f"{profile_name}'s {model_key} config")
+    load_weights_strictly(model, weights, f"{source}'s {model_key} config")
     if cfg.INPUT.SCALE_POLICY == "diameter":
         model = DiameterScaledModel(cfg, model)
     return cfg, model.eval()
 
 
-def test_inputs(cfg, every):
+def sample_inputs(cfg, every):
     """Every ``every``-th input (a one-image batch) of cfg's test set, in the loader's order."""
     (dataset,) = cfg.DATASETS.TEST
     return [inputs for k, inputs in enumerate(Trainer.build_test_loader(cfg, dataset)) if k % every == 0]
@@ -161,7 +161,7 @@ def main(argv=None):
         for model_key in MODELS:
             cfg, predictors[(model_key, seed)] = load_predictor(args.profile, model_key, seed, args.output_root)
             if model_key not in inputs:
-                inputs[model_key] = test_inputs(cfg, args.every)
+                inputs[model_key] = sample_inputs(cfg, args.every)
     per_run = summary(time_in_turns(predictors, {name: inputs[name[0]] for name in predictors}))
     images = len(next(iter(inputs.values())))
     text = render(args.profile, per_run, seeds, images, args.results_dir, command)
