@@ -16,13 +16,12 @@ benchmarks/results/inference_cost_<profile>.md.
 import argparse
 import json
 import os
-import shlex
 import sys
 
 import torch
 
 import repo_path  # noqa: F401  (this checkout's maskrcnnpp first on sys.path)
-from measure import REPO, Stopwatch, cpu_model, git_commit  # noqa: E402
+from measure import REPO, Stopwatch, command_text, cpu_model, git_commit  # noqa: E402
 from comparison_report import fmt, mean_std  # noqa: E402
 from comparison_profiles import MODELS, PROFILES  # noqa: E402
 from nuclei_comparison import build_cfg, run_output_dir, run_path  # noqa: E402
@@ -151,9 +150,7 @@ def main(argv=None):
     if args.every < 1:
         raise UserError(f"--every {args.every}: must be 1 or more")
     torch.set_num_threads(args.threads)
-    command = "DETECTRON2_DATASETS={} OMP_NUM_THREADS={} python benchmarks/inference_cost.py {}".format(
-        os.environ.get("DETECTRON2_DATASETS", "datasets"), os.environ.get("OMP_NUM_THREADS", "unset"),
-        " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))).rstrip()
+    command = command_text("benchmarks/inference_cost.py", argv)
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
     setup_logger(name="maskrcnnpp")
     predictors, inputs = {}, {}

@@ -1,7 +1,9 @@
 """Measurement helpers shared by the benchmarks: machine, timers, parameter and FLOP counts."""
 import os
 import platform
+import shlex
 import subprocess
+import sys
 import time
 
 import torch
@@ -19,6 +21,19 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def command_text(script, argv=None):
+    """The command a benchmark result came from: ``python <script> <argv>`` (argv: this process's
+    when None), led by the two variables that change its figures, DETECTRON2_DATASETS and
+    OMP_NUM_THREADS ("unset" when it is)."""
+    argv = sys.argv[1:] if argv is None else argv
+    return "DETECTRON2_DATASETS={} OMP_NUM_THREADS={} python {} {}".format(
+        os.environ.get("DETECTRON2_DATASETS", "datasets"),
+        os.environ.get("OMP_NUM_THREADS", "unset"),
+        script,
+        " ".join(shlex.quote(a) for a in argv),
+    ).rstrip()
 
 
 def machine_description(device):

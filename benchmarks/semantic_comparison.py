@@ -20,7 +20,6 @@ import datetime
 import json
 import logging
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ import time
 import torch
 
 from repo_path import REPO  # this checkout's maskrcnnpp first on sys.path
-from measure import cpu_model  # noqa: E402
+from measure import command_text, cpu_model  # noqa: E402
 from comparison_report import fmt, mean_std, seed_spread  # noqa: E402
 import maskrcnnpp  # noqa: E402,F401  (registers datasets and the meta-architecture)
 
@@ -265,12 +264,7 @@ def main(argv=None):
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every row")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    argv_used = sys.argv[1:] if argv is None else list(argv)
-    command = "DETECTRON2_DATASETS={} OMP_NUM_THREADS={} python benchmarks/semantic_comparison.py {}".format(
-        os.environ.get("DETECTRON2_DATASETS", "datasets"),
-        os.environ.get("OMP_NUM_THREADS", "unset"),
-        " ".join(shlex.quote(a) for a in argv_used),
-    ).rstrip()
+    command = command_text("benchmarks/semantic_comparison.py", argv)
     runs_dir = os.path.join(args.results_dir, "semantic_nuclei_cpu")
     if not args.report_only:
         setup_logger(name="detectron2")

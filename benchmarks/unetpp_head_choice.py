@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -25,14 +24,13 @@ import time
 import torch
 
 from repo_path import REPO  # this checkout's maskrcnnpp first on sys.path
-from measure import cpu_model  # noqa: E402
+from measure import command_text, cpu_model  # noqa: E402
 from semantic_comparison import RESULTS, ROWS, load_runs, paired_line, score_cells  # noqa: E402
 
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from maskrcnnpp.engine import Trainer, load_weights_strictly  # noqa: E402
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
 from maskrcnnpp.errors import UserError, run_command  # noqa: E402
-from maskrcnnpp.modeling.unetpp import parse_inference_mode  # noqa: E402
 from maskrcnnpp.utils.json_io import atomic_write, write_json_atomic  # noqa: E402
 
 ROW = "unetpp_ds"
@@ -74,8 +72,7 @@ def evaluate(seed, mode, dataset, output_root, threads, command, path):
     cfg.freeze()
     model = Trainer.build_model(cfg)
     load_weights_strictly(model, weights, config)
-    level = parse_inference_mode(mode, model.depth)
-    used = model.pruned(level) if level else model
+    used = model.pruned(model.inference_level) if model.inference_level else model
     start = time.perf_counter()
     metrics = Trainer.test(cfg, model)["nuclei"]
     record = {
@@ -203,11 +200,7 @@ def main(argv=None):
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the JSONs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = "DETECTRON2_DATASETS={} OMP_NUM_THREADS={} python benchmarks/unetpp_head_choice.py {}".format(
-        os.environ.get("DETECTRON2_DATASETS", "datasets"),
-        os.environ.get("OMP_NUM_THREADS", "unset"),
-        " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
-    ).rstrip()
+    command = command_text("benchmarks/unetpp_head_choice.py", argv)
     runs_dir = os.path.join(args.results_dir, "unetpp_head_choice")
     if not args.report_only:
         setup_logger(name="detectron2")
