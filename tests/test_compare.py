@@ -328,9 +328,42 @@ def test_scale_section_sets_the_estimate_beside_the_oracle_and_gives_the_diamete
         runs.append(run)
     text = "\n".join(comparison_report.scale_section(runs, ["fpn"]))
     # errors 10 %, 10 %, 25 %: median 10 %; by size 10 % (256 x 256) and 25 % (1024 x 1024)
-    assert "| Mask R-CNN (FPN) | 2 | 71.00 ± 1.41 | 75.00 ± 1.41 | 0.400 ± 0.000 | 0.450 ± 0.000 | 10.00 ± 0.00 |" in text
+    # no estimate is off by more than 1.5x: 0 % failed
+    assert ("| Mask R-CNN (FPN) | 2 | 71.00 ± 1.41 | 75.00 ± 1.41 | 0.400 ± 0.000 | 0.450 ± 0.000 "
+            "| 10.00 ± 0.00 | 0.0 ± 0.0 |") in text
     assert "- 256×256: 10.0 (4 images)" in text and "- 1024×1024: 25.0 (2 images)" in text
+    assert "Where neither model" not in text  # one model: nothing to pair
     assert comparison_report.scale_section([fake_run("fpn", 0, 70.0, 0.4)], ["fpn"]) == []
+
+
+def test_failed_estimates_are_counted_and_the_pair_is_compared_where_neither_model_failed():
+    def image(image_id, diameter, fg_iou, dsb_map, gt=20.0):
+        return {"image_id": image_id, "height": 256, "width": 256, "gt_diameter": gt,
+                "diameter": diameter, "fg_iou": fg_iou, "dsb_map": dsb_map}
+
+    assert not comparison_report.estimate_failed(image(0, 30.0, 0, 0))  # exactly 1.5x: held
+    assert comparison_report.estimate_failed(image(0, 30.1, 0, 0))
+    assert comparison_report.estimate_failed(image(0, 13.0, 0, 0))  # 1.54x too small
+    assert not comparison_report.estimate_failed({"gt_diameter": 20.0})  # no estimate: not a failure
+    runs = []
+    for seed, offset in ((0, 0.0), (1, 2.0)):
+        # image 2: the nested estimate fails (8 px for 20); image 3: the FPN one (45 for 20)
+        fpn = [image(1, 21.0, 70.0 + offset, 0.50), image(2, 20.0, 80.0, 0.60), image(3, 45.0, 10.0, 0.0)]
+        nested = [image(1, 19.0, 71.0, 0.52), image(2, 8.0, 20.0, 0.0), image(3, 21.0, 85.0, 0.7)]
+        for model, images in (("fpn", fpn), ("nested", nested)):
+            run = fake_run(model, seed, 60.0, 0.4, per_image=images)
+            run["oracle_scale_metrics"] = {"fg_iou": 75.0, "dsb_map": 0.45}
+            runs.append(run)
+    held = comparison_report.paired_where_estimates_hold(runs)
+    assert held["seeds"] == [0, 1] and held["images"] == [1, 1]  # image 1 only
+    assert held["fg_iou"] == pytest.approx([1.0, -1.0]) and held["dsb_map"] == pytest.approx([0.02, 0.02])
+    assert comparison_report.failed_estimates_percent(runs[0]) == pytest.approx(100 / 3)
+    text = "\n".join(comparison_report.scale_section(runs, ["fpn", "nested"]))
+    rows = [line for line in text.splitlines() if line.startswith("| Mask R-CNN")]
+    assert len(rows) == 2 and all(row.endswith("| 33.3 ± 0.0 |") for row in rows)  # one of three, both seeds
+    assert ("Where neither model's estimate is off by more than 1.5x (1–1 of the 3 images per seed; seeds 0, 1), "
+            "nested − FPN over those images: fg IoU +0.00 ± 1.41 (+1.00, -1.00); "
+            "DSB mAP +0.020 ± 0.000 (+0.020, +0.020).") in text
 
 
 def test_a_screen_table_has_a_row_per_profile_and_model_and_names_those_not_run(tmp_path):
