@@ -12,6 +12,12 @@ so that load falls on every model alike. Inference is the evaluation's (under th
 policy: estimate, rescale, tile). Reports CPU and wall seconds and detections per image per
 run, and nested vs FPN paired by seed, beside the runs' own figures; writes
 benchmarks/results/inference_cost_<profile>.md.
+
+A trained model's time follows the detections it returns and the estimate passes it takes,
+so the two models' times differ by more than their necks. --fixed-workload N gives every
+model the same work: each image at its annotated diameter (no estimate) and the top N
+detections kept per tile whatever their score (stitched tiles of a large image may merge
+some); it writes inference_cost_<profile>_fixed<N>.md.
 """
 import argparse
 import json
@@ -39,8 +45,15 @@ def trained_in(profile_name, model_key):
     return shared if model_key == "fpn" and shared else profile_name
 
 
-def load_predictor(profile_name, model_key, seed, output_root):
-    """(cfg, model ready for inference) of one trained run of tools/compare.py."""
+def fixed_workload_opts(detections):
+    """Overrides under which every model does the same work per image (see the module's doc)."""
+    return ["TEST.DIAMETER_SOURCE", "ground_truth", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+            "TEST.DETECTIONS_PER_IMAGE", str(detections)]
+
+
+def load_predictor(profile_name, model_key, seed, output_root, opts=()):
+    """(cfg, model ready for inference) of one trained run of tools/compare.py, with ``opts``
+    (KEY VALUE ...) applied over its config."""
     source = trained_in(profile_name, model_key)
     output_dir = run_output_dir(output_root, source, model_key, seed)
     weights = os.path.join(output_dir, "model_final.pth")
@@ -48,6 +61,7 @@ def load_predictor(profile_name, model_key, seed, output_root):
         raise UserError(f"{weights}: not found; train it first with tools/compare.py --profile "
                         f"{source} --model {model_key} --seeds {seed}")
     cfg, _ = build_cfg(PROFILES[source], model_key, seed, output_dir, output_root)
+    cfg.merge_from_list(list(opts))
     cfg.freeze()
     model = Trainer.build_model(cfg)
     load_weights_strictly(model, weights, f"{source}'s {model_key} config")
@@ -100,24 +114,30 @@ def own_cpu_per_image(results_dir, profile_name, model_key, seed):
         return json.load(f)["inference_timing"]["cpu_s_per_image"]
 
 
-def render(profile_name, per_run, seeds, images, results_dir, command):
-    """The markdown report; per_run: {(model key, seed): summary()'s tuple}."""
+def render(profile_name, per_run, seeds, images, results_dir, command, fixed_detections=None):
+    """The markdown report; per_run: {(model key, seed): summary()'s tuple}; fixed_detections:
+    the N of --fixed-workload, or None."""
+    fixed = fixed_detections is not None
     lines = [
-        f"# Inference cost of `{profile_name}`'s trained models, timed in turns",
+        f"# Inference cost of `{profile_name}`'s trained models, timed in turns"
+        + (f", at a fixed workload ({fixed_detections} detections per tile)" if fixed else ""),
         "",
         f"Every trained run of `{profile_name}` predicts the same {images} test images (every "
         "k-th of the test set), the runs taking turns image by image, after one warm-up image each. "
-        "CPU seconds: this process, all threads. Detections: instances returned per image (every "
-        "score the evaluation keeps). \"Own run\": the inference CPU s/image that tools/compare.py "
-        "measured in the run's own evaluation (all test images, one model at a time).",
+        "CPU seconds: this process, all threads. Detections: instances returned per image "
+        + (f"(each image at its annotated diameter, no estimate; score threshold 0 and at most "
+           f"{fixed_detections} per tile, so the models return nearly the same number, which the "
+           "column shows, and the network is what differs)." if fixed else
+           "(every score the evaluation keeps). \"Own run\": the inference CPU s/image that "
+           "tools/compare.py measured in the run's own evaluation (all test images, one model at a time)."),
         "",
-        "| model | seed | CPU s/image | wall s/image | detections/image | own run: CPU s/image |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| model | seed | CPU s/image | wall s/image | detections/image |" + ("" if fixed else " own run: CPU s/image |"),
+        "| --- | ---: | ---: | ---: | ---: |" + ("" if fixed else " ---: |"),
     ]
-    own = {key: own_cpu_per_image(results_dir, profile_name, *key) for key in per_run}
+    own = {} if fixed else {key: own_cpu_per_image(results_dir, profile_name, *key) for key in per_run}
     for (model_key, seed), (cpu, wall, dets) in sorted(per_run.items(), key=lambda item: (item[0][1], item[0][0])):
-        lines.append(f"| {MODELS[model_key]} | {seed} | {cpu:.3f} | {wall:.3f} | {dets:.1f} "
-                     f"| {fmt(own[(model_key, seed)], decimals=3)} |")
+        lines.append(f"| {MODELS[model_key]} | {seed} | {cpu:.3f} | {wall:.3f} | {dets:.1f} |"
+                     + ("" if fixed else f" {fmt(own[(model_key, seed)], decimals=3)} |"))
     lines += ["", "Nested vs FPN, paired by seed (mean ± std over seeds; per seed in brackets):", ""]
     for column, label in ((0, "CPU s/image"), (1, "wall s/image"), (2, "detections/image")):
         pairs = paired_percent(per_run, seeds, column)
@@ -144,11 +164,16 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
     parser.add_argument("--every", type=int, default=5, help="time every k-th test image")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fixed-workload", type=int, metavar="N",
+                        help="every model at the annotated diameters, keeping the top N detections per tile")
     parser.add_argument("--output-root", default=os.path.join(REPO, "output", "compare"))
     parser.add_argument("--results-dir", default=os.path.join(REPO, "benchmarks", "results"))
     args = parser.parse_args(argv)
     if args.every < 1:
         raise UserError(f"--every {args.every}: must be 1 or more")
+    if args.fixed_workload is not None and args.fixed_workload < 1:
+        raise UserError(f"--fixed-workload {args.fixed_workload}: must be 1 or more detections")
+    opts = fixed_workload_opts(args.fixed_workload) if args.fixed_workload else []
     torch.set_num_threads(args.threads)
     command = command_text("benchmarks/inference_cost.py", argv)
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
@@ -156,13 +181,14 @@ def main(argv=None):
     predictors, inputs = {}, {}
     for seed in seeds:
         for model_key in MODELS:
-            cfg, predictors[(model_key, seed)] = load_predictor(args.profile, model_key, seed, args.output_root)
+            cfg, predictors[(model_key, seed)] = load_predictor(args.profile, model_key, seed, args.output_root, opts)
             if model_key not in inputs:
                 inputs[model_key] = sample_inputs(cfg, args.every)
     per_run = summary(time_in_turns(predictors, {name: inputs[name[0]] for name in predictors}))
     images = len(next(iter(inputs.values())))
-    text = render(args.profile, per_run, seeds, images, args.results_dir, command)
-    with atomic_write(os.path.join(args.results_dir, f"inference_cost_{args.profile}.md"), encoding="utf-8") as f:
+    text = render(args.profile, per_run, seeds, images, args.results_dir, command, args.fixed_workload)
+    suffix = f"_fixed{args.fixed_workload}" if args.fixed_workload else ""
+    with atomic_write(os.path.join(args.results_dir, f"inference_cost_{args.profile}{suffix}.md"), encoding="utf-8") as f:
         f.write(text)
     print(text)
     return 0

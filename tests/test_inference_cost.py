@@ -1,8 +1,11 @@
 """benchmarks/inference_cost.py: trained models take turns image by image, and the report pairs
 nested with FPN by seed, beside the runs' own timings."""
 import json
+import os
 
+import numpy as np
 import pytest
+import torch
 
 import inference_cost  # benchmarks/, on sys.path through pytest.ini
 
@@ -51,3 +54,33 @@ def test_a_profile_sharing_fpn_runs_loads_them_from_their_profile(tmp_path, caps
     assert capsys.readouterr().err.strip() == (
         f"error: {tmp_path}/cpu-scale/fpn_seed0/model_final.pth: not found; train it first with "
         "tools/compare.py --profile cpu-scale --model fpn --seeds 0")
+
+
+@pytest.mark.parametrize("model_key", ["fpn", "nested"])
+def test_at_a_fixed_workload_a_model_returns_exactly_n_detections_at_the_annotated_diameter(tmp_path, model_key):
+    # untrained weights saved where tools/compare.py would have left the trained ones
+    output_dir = inference_cost.run_output_dir(str(tmp_path), "cpu-23min", model_key, 0)
+    cfg, _ = inference_cost.build_cfg(inference_cost.PROFILES["cpu-23min"], model_key, 0, output_dir, str(tmp_path))
+    torch.manual_seed(0)
+    model = inference_cost.Trainer.build_model(cfg)
+    os.makedirs(output_dir)
+    torch.save({"model": model.state_dict()}, os.path.join(output_dir, "model_final.pth"))
+
+    cfg, predictor = inference_cost.load_predictor(
+        "cpu-23min", model_key, 0, str(tmp_path), inference_cost.fixed_workload_opts(7))
+    assert cfg.TEST.DIAMETER_SOURCE == "ground_truth" and cfg.TEST.DETECTIONS_PER_IMAGE == 7
+    assert cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST == 0.0  # any score kept: the count is fixed
+    image = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (3, 96, 120), dtype=np.uint8))
+    item = {"image": image, "height": 96, "width": 120, "median_diameter": 12.0, "file_name": "x.png"}
+    (output,) = predictor([item])
+    assert len(output["instances"]) == 7  # the top 7 of an untrained model, whatever their scores
+    assert predictor.diameters == [("x.png", 12.0, "given")]  # the annotated diameter, not an estimate
+
+
+def test_the_fixed_workload_report_says_so_and_leaves_out_the_runs_own_figures(tmp_path):
+    per_run = {("fpn", 0): (2.0, 1.0, 100.0), ("nested", 0): (2.1, 1.1, 100.0)}
+    text = inference_cost.render("cpu-23min", per_run, [0], 41, str(tmp_path), "cmd", fixed_detections=100)
+    assert text.startswith("# Inference cost of `cpu-23min`'s trained models, timed in turns, at a fixed "
+                           "workload (100 detections per tile)")
+    assert "| Mask R-CNN++ (nested FPN) | 0 | 2.100 | 1.100 | 100.0 |\n" in text
+    assert "- CPU s/image: +5.0 % (seed 0 +5.0 %)" in text and "own" not in text
