@@ -1,5 +1,6 @@
 """benchmarks/inference_cost.py: trained models take turns image by image, and the report pairs
-nested with FPN by seed, beside the runs' own timings."""
+nested with FPN by seed, beside the runs' own timings; --fixed-workload gives every model the
+same work."""
 import json
 import os
 
