@@ -367,8 +367,10 @@ def estimates_hold_line(runs, images_per_run):
     for key, label, d in (("fg_iou", "fg IoU", 2), ("dsb_map", "DSB mAP", 3)):
         per_seed = ", ".join(f"{v:+.{d}f}" for v in held[key])
         cells.append(f"{label} {fmt(*mean_std(held[key]), decimals=d, sign=True)} ({per_seed})")
-    return ["", f"Where neither model's estimate is off by more than {FAILED_ESTIMATE:g}x ({min(held['images'])}–"
-            f"{max(held['images'])} of the {images_per_run} images per seed; seeds {', '.join(map(str, held['seeds']))}), "
+    low, high = min(held["images"]), max(held["images"])
+    kept = f"{low}" if low == high else f"{low}–{high}"
+    return ["", f"Where neither model's estimate is off by more than {FAILED_ESTIMATE:g}x ({kept} of the "
+            f"{images_per_run} images per seed; seeds {', '.join(map(str, held['seeds']))}), "
             f"nested − FPN over those images: " + "; ".join(cells) + "."]
 
 

@@ -361,7 +361,7 @@ def test_failed_estimates_are_counted_and_the_pair_is_compared_where_neither_mod
     text = "\n".join(comparison_report.scale_section(runs, ["fpn", "nested"]))
     rows = [line for line in text.splitlines() if line.startswith("| Mask R-CNN")]
     assert len(rows) == 2 and all(row.endswith("| 33.3 ± 0.0 |") for row in rows)  # one of three, both seeds
-    assert ("Where neither model's estimate is off by more than 1.5x (1–1 of the 3 images per seed; seeds 0, 1), "
+    assert ("Where neither model's estimate is off by more than 1.5x (1 of the 3 images per seed; seeds 0, 1), "
             "nested − FPN over those images: fg IoU +0.00 ± 1.41 (+1.00, -1.00); "
             "DSB mAP +0.020 ± 0.000 (+0.020, +0.020).") in text
 
