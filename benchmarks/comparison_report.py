@@ -323,20 +323,31 @@ def verdict_section(table, paired):
             + [f"- {labels[k]}: {verdict(table, paired, k)}" for k in HEADLINE])
 
 
+def has_diameters(image):
+    """Whether a per-image record has both the diameter it was predicted at and the annotated one."""
+    return bool(image.get("diameter") and image.get("gt_diameter"))
+
+
+def relative_error(image):
+    """|diameter used - annotated| / annotated of a record with both diameters."""
+    return abs(image["diameter"] - image["gt_diameter"]) / image["gt_diameter"]
+
+
 def diameter_errors(run):
-    """Relative errors |estimate - annotated| / annotated of the diameters a run predicted at."""
-    return [abs(i["diameter"] - i["gt_diameter"]) / i["gt_diameter"] for i in run.get("per_image", [])
-            if i.get("diameter") and i.get("gt_diameter")]
+    """Relative errors of the diameters a run predicted at."""
+    return [relative_error(i) for i in run.get("per_image", []) if has_diameters(i)]
 
 
 def estimate_failed(image):
     """Whether an image was predicted at a diameter more than FAILED_ESTIMATE times off its annotated one."""
-    used, annotated = image.get("diameter"), image.get("gt_diameter")
-    return bool(used and annotated) and max(used / annotated, annotated / used) > FAILED_ESTIMATE
+    if not has_diameters(image):
+        return False
+    used, annotated = image["diameter"], image["gt_diameter"]
+    return max(used / annotated, annotated / used) > FAILED_ESTIMATE
 
 
 def failed_estimates_percent(run):
-    images = [i for i in run.get("per_image", []) if i.get("diameter") and i.get("gt_diameter")]
+    images = [i for i in run.get("per_image", []) if has_diameters(i)]
     return 100.0 * sum(map(estimate_failed, images)) / len(images) if images else None
 
 
@@ -348,7 +359,7 @@ def paired_where_estimates_hold(runs):
     for seed in sorted(set(seeds.get("fpn", {})) & set(seeds.get("nested", {}))):
         fpn, nested = ({i["image_id"]: i for i in seeds[m][seed]["per_image"]} for m in MODEL_ORDER)
         kept = [k for k in fpn if k in nested and all(
-            im.get("diameter") and im.get("gt_diameter") and not estimate_failed(im) for im in (fpn[k], nested[k]))]
+            has_diameters(im) and not estimate_failed(im) for im in (fpn[k], nested[k]))]
         if not kept:
             continue
         out["seeds"].append(seed)
@@ -400,8 +411,8 @@ def scale_section(runs, models):
     sizes = defaultdict(list)
     for r in scaled:
         for i in r["per_image"]:
-            if i.get("diameter") and i.get("gt_diameter"):
-                sizes[size_group(i)].append(abs(i["diameter"] - i["gt_diameter"]) / i["gt_diameter"])
+            if has_diameters(i):
+                sizes[size_group(i)].append(relative_error(i))
     for group in sorted(sizes, key=lambda g: -len(sizes[g])):
         lines.append(f"- {group}: {100 * statistics.median(sizes[group]):.1f} ({len(sizes[group])} images)")
     return lines
