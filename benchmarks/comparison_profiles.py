@@ -31,18 +31,19 @@ R101 = {"fpn": "configs/nuclei/mask_rcnn_R_101_FPN.yaml",
         "nested": "configs/nuclei/mask_rcnn_R_101_NestedFPN.yaml"}
 
 VAL = ("DATASETS.TEST", "('dsb2018_val',)")
-# At least 4 channels per GroupNorm group in the nested FPN (val-nested-gn4's ablation).
-GN4 = ("MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "4")
-# The nested FPN of the final comparison (issue 15): the best cost-matched variant of the val screen
-# (neck_ablation_val.md), as overrides of the R-18 CPU config.
-FINAL_NESTED = GN4
+# The nested FPN of the final comparison: the best cost-matched variant of the val screen
+# (neck_ablation_val.md, at least 4 channels per GroupNorm group), which the configs ship.
 FINAL_NESTED_NAME = "val-nested-gn4"
+# 32 GroupNorm groups at every node (one channel per group at the 32-channel stride-4 nodes):
+# the nested FPN that the profiles screened before val chose val-nested-gn4's.
+GN32 = ("MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "0")
 # Detectron2's resize by image size, the nuclei configs' policy before issue 13.
 IMAGE_SIZE = ("INPUT.SCALE_POLICY", "image_size")
 
 PROFILES = {
     "cpu-small": Profile(
         configs=R18, seeds=(0, 1, 2), opts=IMAGE_SIZE, test_size=256,
+        model_opts=(("nested", GN32),),
         description="ResNet-18, light heads, short side 256, batch 2, 600 iterations "
                     "(the *_R_18_*_cpu.yaml configs with INPUT.SCALE_POLICY image_size, their "
                     "policy before issue 13), trained on dsb2018_train "
@@ -51,6 +52,7 @@ PROFILES = {
     # policy (nuclei rescaled to 17 px, estimated diameters at test), beside cpu-small.
     "cpu-scale": Profile(
         configs=R18, seeds=(0, 1, 2), opts=(), test_size=256, baseline="cpu-small",
+        model_opts=(("nested", GN32),),
         description="ResNet-18, light heads, batch 2, 600 iterations, the *_R_18_*_cpu.yaml configs "
                     "as they are: each training image rescaled so that its median nucleus is 17 px "
                     "(x 0.8-1.25 jitter), 256 px crops; tested at the estimated diameter in 512 px "
@@ -75,7 +77,7 @@ PROFILES = {
     # within 1 % of FPN's (backbone+neck +11 %).
     "cpu-small-nested64": Profile(
         configs=R18, seeds=(0, 1, 2), opts=IMAGE_SIZE, test_size=256,
-        model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[64, 64, 128, 128]")),),
+        model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[64, 64, 128, 128]") + GN32),),
         fpn_runs_from="cpu-small",
         description="cpu-small (ResNet-18, light heads, short side 256, batch 2, 600 iterations, "
                     "dsb2018_train -> dsb2018_test) with the nested FPN's node widths raised from "
@@ -85,39 +87,44 @@ PROFILES = {
     # becomes the default of the nuclei configs and the policy of the next test profile.
     "val-image-size": Profile(
         configs=R18, seeds=(0,), opts=VAL + IMAGE_SIZE, test_size=256,
+        model_opts=(("nested", GN32),),
         description="cpu-small's schedule (ResNet-18, light heads, 600 iterations, batch 2) with "
                     "today's policy, resize by image size (short side 256), scored on dsb2018_val"),
     "val-diameter-17": Profile(
         configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256,
+        model_opts=(("nested", GN32),),
         description="cpu-small's schedule, images scaled so that their median nucleus is 17 px "
                     "(x 0.8-1.25 jitter), 256 px training crops; tested in 512 px tiles at the "
                     "estimated diameter; scored on dsb2018_val"),
     "val-diameter-12": Profile(
         configs=R18, seeds=(0,), opts=VAL + ("INPUT.NUCLEUS_DIAMETER", "12.0"), test_size=256,
+        model_opts=(("nested", GN32),),
         description="as val-diameter-17 with a 12 px working diameter"),
     "val-diameter-24": Profile(
         configs=R18, seeds=(0,), opts=VAL + ("INPUT.NUCLEUS_DIAMETER", "24.0"), test_size=256,
+        model_opts=(("nested", GN32),),
         description="as val-diameter-17 with a 24 px working diameter"),
     "val-diameter-17-jitter-wide": Profile(
         configs=R18, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_JITTER", "(0.5, 2.0)"), test_size=256,
+        model_opts=(("nested", GN32),),
         description="as val-diameter-17 with a wider scale jitter, x 0.5-2.0 (nuclei of 8.5-34 px "
                     "in training)"),
     "val-diameter-17-crop384": Profile(
         configs=R18, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_CROP_SIZE", "384"), test_size=256,
+        model_opts=(("nested", GN32),),
         description="as val-diameter-17 with 384 px training crops instead of 256 px"),
     # Neck ablations (issue 15), scored on dsb2018_val, never on test: screened with seed 0, run with
     # --model nested; the FPN row is val-diameter-17's (same schedule and policy). The two best
     # (gn4 and faithful) and FPN (val-diameter-17 --model fpn) then get seeds 1 and 2.
     "val-nested-gn4": Profile(
         configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
-        model_opts=(("nested", GN4),),
         description="as val-diameter-17, with the nested FPN's GroupNorms keeping at least 4 channels "
                     "per group (8 groups at the 32-channel stride-4 nodes, 16 at 64; 32 at 128 as in FPN) "
                     "instead of 32 groups everywhere (one channel per group at stride 4)"),
     "val-nested-faithful": Profile(
         configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
         model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[128, 128, 128, 128]",
-                                "MODEL.NESTED_FPN.BLOCK", "double_conv")),),
+                                "MODEL.NESTED_FPN.BLOCK", "double_conv") + GN32),),
         description="as val-diameter-17, with the paper's Mask RCNN++ grid: every node at the pyramid's "
                     "width (128) and the paper's node block (two 3×3 convs) instead of the cost-matched "
                     "32/64/128/128 nodes with a 1×1 fuse and one 3×3"),
@@ -126,7 +133,7 @@ PROFILES = {
     # groups, the cheapest variant that widens the level every nucleus' RoI features are pooled from.
     "val-nested64-gn4": Profile(
         configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
-        model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[64, 64, 128, 128]") + GN4),),
+        model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[64, 64, 128, 128]")),),
         description="as val-nested-gn4 (at least 4 channels per GroupNorm group) with the stride-4 nodes "
                     "at 64 channels instead of 32 (64/64/128/128)"),
     # Training length (issue 15): 4x cpu-small's 600 iterations (14 epochs of dsb2018_train), for FPN
@@ -135,7 +142,6 @@ PROFILES = {
         configs=R18, seeds=(0,), test_size=256,
         opts=VAL + ("SOLVER.MAX_ITER", "2400", "SOLVER.STEPS", "(1800, 2200)",
                     "SOLVER.CHECKPOINT_PERIOD", "400"),
-        model_opts=(("nested", GN4),),
         description="as val-diameter-17 trained 4x longer: 2400 iterations, learning rate x0.1 at "
                     "1800 and 2200; the nested FPN as in val-nested-gn4"),
     # Equal training wall-clock (issue 15): each model trains as many iterations as fit in 23 minutes
@@ -143,7 +149,6 @@ PROFILES = {
     # on the same 2-core CPU; run one model at a time with both cores (OMP_NUM_THREADS=2).
     "cpu-23min": Profile(
         configs=R18, seeds=(0, 1, 2), opts=(), test_size=256, train_minutes=23.0,
-        model_opts=(("nested", FINAL_NESTED),),
         description="the R-18 CPU configs as cpu-scale (nuclei at 17 px, 256 px crops, batch 2), the nested "
                     f"FPN as in {FINAL_NESTED_NAME}; each model trained for 23 minutes of wall-clock "
                     "(iterations from a probe of its own speed, learning-rate steps at 75 % and 92 % of "
@@ -152,7 +157,6 @@ PROFILES = {
     # on val, 5 seeds; the FPN runs are cpu-scale's (seeds 3 and 4 added there with --seeds 3 4).
     "cpu-final": Profile(
         configs=R18, seeds=(0, 1, 2, 3, 4), opts=(), test_size=256, fpn_runs_from="cpu-scale",
-        model_opts=(("nested", FINAL_NESTED),),
         description="cpu-scale (ResNet-18, light heads, batch 2, 600 iterations, nuclei at 17 px, 256 px "
                     f"crops; estimated diameter at test) with the nested FPN as in {FINAL_NESTED_NAME}, "
                     "the best cost-matched variant on dsb2018_val; trained on dsb2018_train, tested on "

@@ -441,3 +441,24 @@ def test_the_fine_tuning_table_scores_colour_images_and_pairs_seeds(tmp_path):
     assert "| `cpu-scale` | 0, 1, 2 | 56.00 ± 1.00 |" in text  # its colour images only, FPN only
     assert "- fg IoU: +20.00 (seed 0 +20.00, seed 1 +20.00, seed 2 +20.00); beyond the seed spread 1.00" in text
     assert (results / "fine_tuning_colour.md").read_text() == text
+
+
+def committed_runs(model):
+    runs_dir = os.path.join(REPO, "benchmarks", "results", "nuclei_runs")
+    for profile in sorted(os.listdir(runs_dir)):
+        for name in sorted(os.listdir(os.path.join(runs_dir, profile))):
+            if name.startswith(f"{model}_seed") and name.endswith(".json"):
+                with open(os.path.join(runs_dir, profile, name)) as f:
+                    yield profile, json.load(f)
+
+
+def test_every_profile_still_builds_the_nested_fpn_its_committed_runs_trained(tmp_path):
+    import yaml
+
+    runs = list(committed_runs("nested"))
+    assert len(runs) >= 20
+    for profile, run in runs:
+        cfg, _ = nuclei_comparison.build_cfg(PROFILES[profile], "nested", run["seed"], str(tmp_path))
+        recorded = yaml.safe_load(run["config_yaml"])["MODEL"]["NESTED_FPN"]
+        built = {key: cfg.MODEL.NESTED_FPN[key] for key in recorded}
+        assert built == recorded, (profile, run["seed"])
