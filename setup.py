@@ -27,6 +27,7 @@ setup(
         "opencv-python-headless",
         "tifffile",  # 32-bit label images (StarDist), TIFF inputs
         "roifile",  # ImageJ/Fiji ROI sets written by predict
+        "hydra-core>=1.1",  # LazyConfig key=value overrides (Detectron2 parses them with it)
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout"]},
     # Each user-facing command; tools/<name>.py runs the same main from a checkout.
@@ -38,6 +39,7 @@ setup(
             "maskrcnnpp-import-labels=maskrcnnpp.data.import_labels:main",
             "maskrcnnpp-predict=maskrcnnpp.predict.cli:main",
             "maskrcnnpp-evaluate-gt-as-predictions=maskrcnnpp.evaluation.gt_as_predictions:main",
+            "maskrcnnpp-synthetic-coco=maskrcnnpp.data.synthetic_coco:main",
         ]
     },
 )

@@ -29,7 +29,7 @@ from fvcore.nn import FlopCountAnalysis  # noqa: E402
 
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
 from maskrcnnpp.utils.json_io import atomic_write  # noqa: E402
-from measure import machine_description  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
+from measure import git_commit, machine_description  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NECKS = [
@@ -92,19 +92,24 @@ class _Traceable(torch.nn.Module):
         return tuple(out[k] for k in sorted(out))
 
 
+def neck_cost(backbone, x):
+    """{neck_params_m, neck_gmacs, bottom_up_gmacs} of a Detectron2 backbone with a ``bottom_up``."""
+    backbone.eval()
+    with torch.no_grad():
+        flops = FlopCountAnalysis(_Traceable(backbone), (x,))
+        flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        total, bottom_up = flops.total(), flops.by_module()["backbone.bottom_up"]
+    params = sum(p.numel() for n, p in backbone.named_parameters() if not n.startswith("bottom_up."))
+    return {"neck_params_m": params / 1e6, "neck_gmacs": (total - bottom_up) / 1e9, "bottom_up_gmacs": bottom_up / 1e9}
+
+
 def measure_necks(args):
     x = torch.randn(1, 3, args.size, args.size, device=args.device)
     rows, backbones = [], []
     for name, backbone_name, widths in NECKS:
         backbone = build_backbone(neck_cfg(backbone_name, widths, args.depth), ShapeSpec(channels=3))
-        backbone.to(args.device).eval()
-        with torch.no_grad():
-            flops = FlopCountAnalysis(_Traceable(backbone), (x,))
-            flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            total, bottom_up = flops.total(), flops.by_module()["backbone.bottom_up"]
-        params = sum(p.numel() for n, p in backbone.named_parameters() if not n.startswith("bottom_up."))
-        rows.append({"neck": name, "neck_params_m": params / 1e6,
-                     "neck_gmacs": (total - bottom_up) / 1e9, "bottom_up_gmacs": bottom_up / 1e9})
+        backbone.to(args.device)
+        rows.append(dict(neck=name, **neck_cost(backbone, x)))
         backbones.append(backbone)
 
     def forward(backbone):
@@ -236,6 +241,59 @@ def render(necks, detectors, args, command):
     return "\n".join(lines) + "\n"
 
 
+# The nested twins of Detectron2's FPN models (configs/ beside Detectron2's model-zoo configs).
+TWINS = (
+    ("Mask R-CNN / Faster R-CNN", "COCO-InstanceSegmentation/mask_rcnn_R_50_NestedFPN_1x.yaml",
+     "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"),
+    ("RetinaNet", "COCO-Detection/retinanet_R_50_NestedFPN_1x.yaml", "COCO-Detection/retinanet_R_50_FPN_1x.yaml"),
+    ("Panoptic FPN", "COCO-PanopticSegmentation/panoptic_nested_fpn_R_50_1x.yaml",
+     "COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml"),
+    ("Cascade Mask R-CNN", "Misc/cascade_mask_rcnn_R_50_NestedFPN_1x.yaml", "Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml"),
+)
+TWIN_INPUT = (800, 1344)  # a 800x1333 COCO image as Detectron2 pads it (size_divisibility 32)
+
+
+def twin_rows():
+    from detectron2 import model_zoo
+
+    x = torch.randn(1, 3, *TWIN_INPUT)
+    rows = []
+    for family, ours, theirs in TWINS:
+        costs = {}
+        for key, path in (("nested", os.path.join(ROOT, "configs", ours)), ("fpn", model_zoo.get_config_file(theirs))):
+            torch.manual_seed(0)
+            costs[key] = neck_cost(build_backbone(load_cfg(path, ["MODEL.DEVICE", "cpu"])), x)
+        rows.append({"family": family, "config": ours, "twin_of": theirs, **{
+            f"{key}_{metric}": value for key, cost in costs.items() for metric, value in cost.items()}})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def render_twins(rows, command):
+    lines = [
+        "# Neck cost of the nested twins of Detectron2's FPN models",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {machine_description('cpu')}",
+        f"- commit: {git_commit()}",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- input: 1×3×{TWIN_INPUT[0]}×{TWIN_INPUT[1]} (an 800×1333 COCO image padded to a multiple of 32), "
+        "ResNet-50 bottom-up, each model's config as shipped (ours) and Detectron2's model-zoo twin",
+        "- GMACs: multiply-accumulates counted by fvcore of the neck alone (backbone minus its bottom-up), "
+        "p6/p7 blocks included; counted, not timed",
+        "",
+        "| model | config | FPN neck params (M) | nested neck params (M) | FPN neck GMACs | nested neck GMACs "
+        "| nested vs FPN GMACs |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['family']} | `{r['config']}` | {r['fpn_neck_params_m']:.2f} | {r['nested_neck_params_m']:.2f} | "
+            f"{r['fpn_neck_gmacs']:.1f} | {r['nested_neck_gmacs']:.1f} | "
+            f"{100 * (r['nested_neck_gmacs'] / r['fpn_neck_gmacs'] - 1):+.1f} % |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -244,8 +302,19 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-detector", action="store_true", help="only the neck table")
     parser.add_argument("--output", default=None, help="markdown file to write")
+    parser.add_argument("--twins", action="store_true",
+                        help="instead: neck params and GMACs of every nested twin of Detectron2's FPN models vs "
+                        "FPN at 800x1333 (benchmarks/results/neck_cost_twins.md)")
     args = parser.parse_args()
     command = "python " + " ".join(os.path.relpath(a) if a == sys.argv[0] else a for a in sys.argv)
+    if args.twins:
+        table = render_twins(twin_rows(), command)
+        print(table)
+        output = args.output or os.path.join(ROOT, "benchmarks", "results", "neck_cost_twins.md")
+        with atomic_write(output, encoding="utf-8") as f:
+            f.write(table)
+        print(f"wrote {output}")
+        return
 
     necks = measure_necks(args)
     detectors = [] if args.skip_detector else measure_detectors(args)

@@ -10,7 +10,6 @@ Entry point: tools/compare.py.
 """
 import argparse
 import datetime
-import fcntl
 import json
 import logging
 import os
@@ -31,6 +30,8 @@ from detectron2.utils.env import seed_all_rng  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from maskrcnnpp.engine import Trainer  # noqa: E402
+from maskrcnnpp.engine.output_dir import OutputDirInUse  # noqa: E402
+from maskrcnnpp.engine.output_dir import hold_output_dir as run_lock  # noqa: E402
 from maskrcnnpp.engine.scaled_model import DiameterScaledModel  # noqa: E402
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
 from maskrcnnpp.errors import UserError, run_command  # noqa: E402
@@ -52,31 +53,12 @@ def run_path(runs_dir, model, seed):
     return os.path.join(runs_dir, f"{model}_seed{seed}.json")
 
 
-class RunInProgress(RuntimeError):
-    pass
-
-
-def run_lock(output_dir):
-    """An exclusive lock on one run's OUTPUT_DIR, held while it trains; released when its process dies.
-
-    Lets two comparison processes share the planned runs without training the same one twice.
-    """
-    os.makedirs(output_dir, exist_ok=True)
-    handle = open(os.path.join(output_dir, "run.lock"), "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise RunInProgress(f"another process is running {output_dir}") from None
-    return handle
-
-
 def is_running_elsewhere(output_dir):
     if not os.path.isdir(output_dir):
         return False
     try:
         run_lock(output_dir).close()
-    except RunInProgress:
+    except OutputDirInUse:
         return True
     return False
 
@@ -203,7 +185,8 @@ def run_one(profile_name, model_key, seed, runs_dir, output_root, command):
     """Train, evaluate and time one (model, seed); write its run JSON atomically."""
     profile = PROFILES[profile_name]
     output_dir = run_output_dir(output_root, profile_name, model_key, seed)
-    lock = run_lock(output_dir)  # noqa: F841  (held until this process exits)
+    # Held until this process exits: two comparison processes never train the same run.
+    lock = run_lock(output_dir)  # noqa: F841
     cfg, opts = build_cfg(profile, model_key, seed, output_dir, output_root)
     if profile.weights_from and not os.path.isfile(cfg.MODEL.WEIGHTS):
         raise UserError(f"{profile_name} {model_key} seed {seed} starts from {cfg.MODEL.WEIGHTS}, which does "

@@ -6,6 +6,7 @@ Mask R-CNN++ costs no more than Mask R-CNN.
 """
 import math
 
+import torch
 from detectron2.config import CfgNode as CN
 
 from .errors import ConfigError
@@ -50,8 +51,9 @@ def _add_nested_fpn_config(cfg):
 
 
 def _add_nuclei_config(cfg):
-    # Nuclei have no up/down orientation: flip vertically too during training.
-    cfg.INPUT.VERTICAL_FLIP = True
+    # Also flip vertically during training. The nuclei configs do (microscopy has no up or
+    # down); off by default, as in Detectron2, whose COCO configs must train unchanged.
+    cfg.INPUT.VERTICAL_FLIP = False
     cfg.TEST.NUCLEI = CN()
     # Score threshold for foreground IoU/Dice and DSB mAP (the paper's 0.5).
     cfg.TEST.NUCLEI.SCORE_THRESHOLD = 0.5
@@ -178,3 +180,49 @@ def check_scale_config(cfg):
         raise ConfigError(
             f"TEST.TILE_SIZE ({cfg.TEST.TILE_SIZE}) must be larger than TEST.TILE_OVERLAP ({cfg.TEST.TILE_OVERLAP})"
         )
+
+
+def is_finite_number(value):
+    """A real int or float (not a bool), neither NaN nor infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_solver_config(cfg):
+    """Raise ConfigError naming the key when a schedule key a user edits cannot work.
+
+    Steps past SOLVER.MAX_ITER are allowed (Detectron2 ignores them with a warning), so that
+    ``SOLVER.MAX_ITER 20`` shortens a run without editing its steps.
+    """
+    s = cfg.SOLVER
+    for key, value, least in (
+        ("SOLVER.IMS_PER_BATCH", s.IMS_PER_BATCH, 1),
+        ("SOLVER.MAX_ITER", s.MAX_ITER, 1),
+        ("SOLVER.CHECKPOINT_PERIOD", s.CHECKPOINT_PERIOD, 1),
+        ("SOLVER.WARMUP_ITERS", s.WARMUP_ITERS, 0),
+        ("TEST.EVAL_PERIOD", cfg.TEST.EVAL_PERIOD, 0),
+    ):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+            raise ConfigError(f"{key} must be a whole number of at least {least}, not {value!r}")
+    if not (is_finite_number(s.BASE_LR) and s.BASE_LR > 0):
+        raise ConfigError(f"SOLVER.BASE_LR must be a positive number, not {s.BASE_LR!r}")
+    if not (is_finite_number(s.GAMMA) and s.GAMMA > 0):
+        raise ConfigError(f"SOLVER.GAMMA must be a positive number, not {s.GAMMA!r}")
+    steps = list(s.STEPS)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in steps):
+        raise ConfigError(f"SOLVER.STEPS must be positive iteration numbers, not {tuple(steps)!r}")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ConfigError(f"SOLVER.STEPS must increase, not {tuple(steps)!r}")
+
+
+def check_device(cfg, num_gpus=1):
+    """ConfigError when MODEL.DEVICE or the GPU count asks for CUDA on a machine without it."""
+    if torch.cuda.is_available():
+        if num_gpus > torch.cuda.device_count():
+            raise ConfigError(f"--num-gpus {num_gpus}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+        return
+    if cfg.MODEL.DEVICE.startswith("cuda"):
+        raise ConfigError(
+            f"MODEL.DEVICE is {cfg.MODEL.DEVICE} but no CUDA GPU is available here; add MODEL.DEVICE cpu to run on the CPU"
+        )
+    if num_gpus > 1:
+        raise ConfigError(f"--num-gpus {num_gpus}: no CUDA GPU is available here; train on the CPU with --num-gpus 1")

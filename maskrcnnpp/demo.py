@@ -18,6 +18,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.engine import default_setup, hooks
 
 from .engine import Trainer
+from .engine.output_dir import hold_output_dir
 from .engine.setup import check_datasets, load_cfg
 from .errors import EXIT_USER_ERROR, UserError, debug_enabled
 from .predict import NucleiPredictor, predict_batch, prepare_output_dir
@@ -87,22 +88,21 @@ def build_parser():
 
 
 def setup(args):
-    """The frozen config, with logging and OUTPUT_DIR set up; UserError (one line) on bad input."""
+    """(the frozen config, with logging and OUTPUT_DIR set up; the OUTPUT_DIR lock to keep while
+    the demo runs); UserError (one line) on bad input or a folder in use."""
     cfg = load_cfg(args.config_file, args.opts)
     check_datasets(cfg)
+    lock = hold_output_dir(cfg.OUTPUT_DIR)
     cfg.freeze()
-    try:
-        default_setup(cfg, args)  # logging, seed, config.yaml in OUTPUT_DIR
-    except OSError as e:
-        raise UserError(f"OUTPUT_DIR {cfg.OUTPUT_DIR}: {e.strerror or e}") from None
-    return cfg
+    default_setup(cfg, args)  # logging, seed, config.yaml in OUTPUT_DIR
+    return cfg, lock
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        cfg = setup(args)
+        cfg, lock = setup(args)  # noqa: F841  (the lock is held until the demo exits)
     except UserError as e:
         if debug_enabled():
             raise

@@ -16,9 +16,9 @@ from maskrcnnpp.evaluation import gt_as_predictions
 from maskrcnnpp.predict import cli as predict_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Kept readable on their own: Detectron2's one-file train_net.py, and the installer that runs before
-# the package exists.
-STANDALONE_TOOLS = {"train_net.py", "install_detectron2.py"}
+# Kept readable on their own: Detectron2's one-file train_net.py and lazyconfig_train_net.py, and the
+# installer that runs before the package exists.
+STANDALONE_TOOLS = {"train_net.py", "lazyconfig_train_net.py", "install_detectron2.py"}
 
 
 def console_scripts():
@@ -64,7 +64,8 @@ def test_sys_path_is_changed_only_by_tools_wrappers_and_the_benchmarks_helper():
         if relative.split(os.sep)[0] not in {".venv", "build", "output"} and inserts_into_sys_path(path):
             changers.add(relative)
     allowed = {os.path.join("tools", name) for name in wrapper_tools()}
-    allowed |= {os.path.join("tools", "train_net.py"), os.path.join("benchmarks", "repo_path.py")}
+    allowed |= {os.path.join("tools", name) for name in ("train_net.py", "lazyconfig_train_net.py")}
+    allowed.add(os.path.join("benchmarks", "repo_path.py"))
     assert changers <= allowed
     assert os.path.join("benchmarks", "repo_path.py") in changers
 

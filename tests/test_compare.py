@@ -199,7 +199,7 @@ def test_a_run_locked_by_another_process_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(nuclei_comparison, "run_one", lambda p, m, s, *a: calls.append((m, s)))
     out = tmp_path / "out"
     held = nuclei_comparison.run_lock(nuclei_comparison.run_output_dir(str(out), "smoke", "nested", 0))
-    with pytest.raises(nuclei_comparison.RunInProgress):
+    with pytest.raises(nuclei_comparison.OutputDirInUse):
         nuclei_comparison.run_lock(nuclei_comparison.run_output_dir(str(out), "smoke", "nested", 0))
     argv = ["--profile", "smoke", "--seeds", "0", "--in-process", "--results-dir",
             str(tmp_path / "results"), "--output-root", str(out)]

@@ -9,7 +9,7 @@ from detectron2.utils.events import EventStorage
 from torch import nn
 
 from maskrcnnpp.data import synthetic
-from maskrcnnpp.engine.setup import load_cfg
+from maskrcnnpp.engine.setup import check_config, load_cfg
 from maskrcnnpp.modeling.nested_fpn import build_resnet_nested_fpn_backbone
 
 CPU_CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
@@ -24,6 +24,12 @@ def cpu_cfg(repo_root, **overrides):
             node = node[p]
         node[leaf] = value
     return cfg
+
+
+def build_checked(cfg, *args):
+    """The backbone as the commands build it: the config checked when loaded, then built."""
+    check_config(cfg)
+    return build_backbone(cfg, *args)
 
 
 def test_backbone_is_registered_on_import():
@@ -91,7 +97,7 @@ def test_shipped_config_gives_narrow_nodes_fewer_groups(repo_root):
 def test_bad_min_channels_per_group_is_named(repo_root, value, expected):
     cfg = cpu_cfg(repo_root, **{"MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP": value})
     with pytest.raises(ValueError) as e:
-        build_backbone(cfg)
+        build_checked(cfg)
     assert expected in str(e.value) and "\n" not in str(e.value)
 
 
@@ -107,7 +113,7 @@ def test_bad_min_channels_per_group_is_named(repo_root, value, expected):
 def test_widths_the_group_count_does_not_divide_name_the_keys(repo_root, key, value, expected):
     cfg = cpu_cfg(repo_root, **{key: value, "MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP": 0})
     with pytest.raises(ValueError) as e:
-        build_backbone(cfg)
+        build_checked(cfg)
     message = str(e.value)
     assert expected in message and "\n" not in message
     assert "MODEL.NESTED_FPN.GN_GROUPS" in message
@@ -181,7 +187,7 @@ def test_every_neck_parameter_gets_a_gradient_in_a_training_step(repo_root, tmp_
 def test_bad_choice_fails_at_build_naming_key_and_allowed_values(repo_root, key, value, expected):
     cfg = cpu_cfg(repo_root, **{key: value})
     with pytest.raises(ValueError) as e:
-        build_backbone(cfg, ShapeSpec(channels=3))
+        build_checked(cfg, ShapeSpec(channels=3))
     assert expected in str(e.value) and "allowed values" in str(e.value)
 
 
@@ -189,20 +195,20 @@ def test_in_features_must_have_doubling_strides(repo_root):
     cfg = cpu_cfg(repo_root, **{"MODEL.NESTED_FPN.IN_FEATURES": ["res2", "res4", "res5"],
                                 "MODEL.NESTED_FPN.NODE_CHANNELS": [32, 64, 128]})
     with pytest.raises(ValueError) as e:
-        build_backbone(cfg)
+        build_checked(cfg)
     assert "MODEL.NESTED_FPN.IN_FEATURES" in str(e.value) and "[4, 16, 32]" in str(e.value)
 
 
 def test_node_channels_need_one_width_per_feature(repo_root):
     cfg = cpu_cfg(repo_root, **{"MODEL.NESTED_FPN.NODE_CHANNELS": [32, 64]})
     with pytest.raises(ValueError, match="MODEL.NESTED_FPN.NODE_CHANNELS"):
-        build_backbone(cfg)
+        build_checked(cfg)
 
 
 def test_in_features_the_resnet_does_not_output(repo_root):
     cfg = cpu_cfg(repo_root, **{"MODEL.RESNETS.OUT_FEATURES": ["res3", "res4", "res5"]})
     with pytest.raises(ValueError, match="MODEL.RESNETS.OUT_FEATURES"):
-        build_backbone(cfg)
+        build_checked(cfg)
 
 
 def test_top_block_pools_the_coarsest_output_when_in_features_end_before_res5(repo_root):

@@ -13,7 +13,7 @@ from label_pairs import write_sample_pairs
 from maskrcnnpp.data.datasets import register_own_datasets
 from maskrcnnpp.data.import_labels import import_labels
 from maskrcnnpp.engine.setup import check_datasets, load_cfg
-from maskrcnnpp.errors import ConfigError
+from maskrcnnpp.errors import ConfigError, UserError
 
 CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
 
@@ -55,8 +55,8 @@ def test_registration_reads_no_json_and_skips_builtin_and_hidden_folders(tmp_pat
         (tmp_path / folder / "annotations" / "instances_train.json").write_text("{}")
     assert register_own_datasets(str(tmp_path)) == [f"{name}_train"]
     assert {f"{name}_train_grey", f"{name}_train_colour"} <= set(DatasetCatalog.list())
-    with pytest.raises(ValueError):  # the broken file is read only when the dataset is loaded
-        DatasetCatalog.get(f"{name}_train")
+    with pytest.raises(UserError, match="instances_train.json: damaged annotation file, not valid JSON"):
+        DatasetCatalog.get(f"{name}_train")  # the broken file is read only when the dataset is loaded
 
 
 def test_grey_and_colour_subsets_of_the_builtin_datasets():

@@ -76,8 +76,8 @@ def images(tmp_path_factory):
     return paths
 
 
-def predict(repo_root, weights_path, inputs, output, threshold="0", config=NESTED_CONFIG):
-    argv = ["--config-file", os.path.join(repo_root, config), "--input", *inputs,
+def predict(repo_root, weights_path, inputs, output, threshold="0", config=NESTED_CONFIG, options=()):
+    argv = ["--config-file", os.path.join(repo_root, config), "--input", *inputs, *options,
             "--output", str(output), "--score-threshold", threshold, "--no-progress",
             "MODEL.WEIGHTS", weights_path, *SMALL]
     return main(argv)
@@ -146,6 +146,26 @@ def test_unreadable_file_is_reported_and_the_rest_processed(repo_root, weights, 
         assert (out / "overlays" / f"{stem}.png").is_file()
     assert not (out / "labels" / "broken.png").exists()
     assert set(records_by_file(out)) <= set(images)
+
+
+def test_multi_page_tiff_is_refused_naming_its_pages_unless_one_is_chosen(repo_root, weights, images, tmp_path,
+                                                                        capsys):
+    pages = [np.zeros((128, 160, 3), np.uint8), np.asarray(Image.open(images[0]).convert("RGB")),
+             np.full((128, 160, 3), 200, np.uint8)]
+    stack = tmp_path / "stack.tif"
+    Image.fromarray(pages[0]).save(stack, save_all=True, append_images=[Image.fromarray(p) for p in pages[1:]])
+    out = tmp_path / "out"
+    assert predict(repo_root, weights["nested"], [str(stack), images[1]], out) == 1
+    (line,) = error_lines(capsys.readouterr().err)
+    assert line == (f"error: {stack}: the file holds 3 pages (a z-stack or time series); choose one with "
+                    "--page N (1 to 3), or save each page as an image of its own")
+    assert not (out / "labels" / "stack.png").exists() and (out / "labels" / "cells_1.png").is_file()
+
+    np.testing.assert_array_equal(read_image_rgb8(str(stack), page=2), pages[1])
+    assert predict(repo_root, weights["nested"], [str(stack)], out, options=["--page", "2"]) == 0
+    assert (out / "labels" / "stack.png").is_file()
+    assert predict(repo_root, weights["nested"], [str(stack)], out, options=["--page", "4"]) == 1
+    assert "page 4 is out of range, the file holds 3 page(s)" in error_lines(capsys.readouterr().err)[0]
 
 
 def test_empty_directory_is_reported_and_the_rest_processed(repo_root, weights, images, tmp_path, capsys):

@@ -2,12 +2,13 @@
 
 A stub model (stub_disk_model.py) stands in for Mask R-CNN.
 """
+import os
 
 import numpy as np
 import pytest
 
 from maskrcnnpp.data.diameter import median_diameter
-from maskrcnnpp.errors import ConfigError, UserError
+from maskrcnnpp.errors import UserError
 from maskrcnnpp.predict.predictor import NucleiPredictor, check_diameter
 from stub_disk_model import StubDiskModel, disks_image, stub_cfg
 from maskrcnnpp.data.synthetic import ellipse_mask
@@ -100,9 +101,14 @@ def test_non_positive_or_absurd_diameter_is_refused_naming_the_option(bad):
         check_diameter(bad, (300, 400), "cells.png", option="--diameter")
 
 
-def test_predictor_refuses_a_tile_smaller_than_its_overlap():
-    with pytest.raises(ConfigError, match=r"TEST\.TILE_SIZE.*TEST\.TILE_OVERLAP"):
-        predictor(TEST__TILE_SIZE=64, TEST__TILE_OVERLAP=80)
+def test_predict_refuses_a_tile_smaller_than_its_overlap_when_the_config_loads(repo_root, tmp_path, capsys):
+    argv = ["--config-file", os.path.join(repo_root, "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"),
+            "--input", "x.png", "--output", str(tmp_path / "out"), "TEST.TILE_SIZE", "64", "TEST.TILE_OVERLAP", "80"]
+    from maskrcnnpp.predict.cli import EXIT_FATAL, main
+
+    assert main(argv) == EXIT_FATAL
+    assert "TEST.TILE_SIZE (64) must be larger than TEST.TILE_OVERLAP (80)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before any folder was made
 
 
 # --- the command line: --diameter, label images of any number of nuclei -----------------

@@ -241,6 +241,18 @@ def test_non_kaggle_source_fails_clearly(tmp_path, split_file, capsys, kind):
     assert not (tmp_path / "root" / "dsb2018").exists()
 
 
+def test_truncated_zip_is_called_damaged_not_a_non_zip(tmp_path, split_file, capsys):
+    whole = _write_zip(tmp_path / "whole.zip", _layout())
+    data = open(whole, "rb").read()
+    source = tmp_path / "stage1_train.zip"
+    source.write_bytes(data[: len(data) // 2])  # a download cut off halfway
+    code = main(["--source", str(source), "--output-root", str(tmp_path / "root"), "--split", split_file])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"{source}: damaged or incomplete zip archive" in err and "neither a folder" not in err
+    assert not (tmp_path / "root" / "dsb2018").exists()
+
+
 def test_committed_split_file():
     split = load_split()
     ids = [i for s in ("train", "val", "test") for i in split[s]]

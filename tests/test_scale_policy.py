@@ -1,4 +1,6 @@
 """Scale by nucleus size (issue 13): config checks, per-image diameters and the training rescale."""
+import os
+
 import numpy as np
 import pytest
 from detectron2.config import get_cfg
@@ -8,6 +10,7 @@ from maskrcnnpp.config import check_scale_config
 from maskrcnnpp.data.augmentation import DiameterAugInput, RescaleCropToDiameter, build_nuclei_augmentation
 from maskrcnnpp.data.diameter import equivalent_diameter, fill_missing_diameters, median_diameter
 from maskrcnnpp.data.diameter_mapper import DiameterDatasetMapper
+from maskrcnnpp.engine.setup import load_cfg
 from maskrcnnpp.errors import ConfigError
 from maskrcnnpp.data.synthetic import disks, full_masks, make_dataset
 
@@ -155,9 +158,6 @@ def _decoded_masks(record):
                                   "mask_rcnn_R_50_NestedFPN", "mask_rcnn_R_101_FPN", "mask_rcnn_R_101_NestedFPN",
                                   "demo_R_18_NestedFPN_cpu"])
 def test_instance_configs_scale_by_nucleus_diameter_and_keep_image_size_as_a_choice(repo_root, name):
-    import os
-
-    from maskrcnnpp.engine.setup import load_cfg
 
     path = os.path.join(repo_root, "configs", "nuclei", f"{name}.yaml")
     cfg = load_cfg(path)
@@ -168,13 +168,9 @@ def test_instance_configs_scale_by_nucleus_diameter_and_keep_image_size_as_a_cho
     assert old.INPUT.MIN_SIZE_TRAIN == ((256,) if "cpu" in name else (448, 512, 576, 640))
 
 
-def test_loaders_check_the_scale_keys_before_reading_data():
-    from maskrcnnpp.engine.trainer import Trainer
-
-    cfg = scale_cfg()
-    cfg.TEST.TILE_SIZE, cfg.TEST.TILE_OVERLAP = 80, 80
-    cfg.DATASETS.TRAIN = ("dsb2018_sample_train",)
+def test_scale_keys_are_checked_when_the_config_is_loaded_before_any_data(repo_root):
+    path = os.path.join(repo_root, "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml")
     with pytest.raises(ConfigError, match=r"TEST\.TILE_SIZE \(80\).*TEST\.TILE_OVERLAP \(80\)"):
-        Trainer.build_train_loader(cfg)
-    with pytest.raises(ConfigError, match=r"TEST\.TILE_SIZE"):
-        Trainer.build_test_loader(cfg, "dsb2018_sample_val")
+        load_cfg(path, ["TEST.TILE_SIZE", "80", "TEST.TILE_OVERLAP", "80"])
+    with pytest.raises(ConfigError, match=r"INPUT\.DIAMETER_JITTER"):
+        load_cfg(path, ["INPUT.DIAMETER_JITTER", "(2.0, 1.0)"])

@@ -1,14 +1,15 @@
 """tools/train_net.py on user mistakes: one line naming the file or key, exit code 2, no traceback."""
 import importlib.util
-import logging
+import json
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 
 import pytest
 import torch
 from detectron2.modeling import build_model
-from detectron2.utils.logger import setup_logger
 
 from maskrcnnpp.engine import NucleiCheckpointer
 from maskrcnnpp.engine.setup import load_cfg
@@ -27,19 +28,8 @@ def train_net():
     return module
 
 
-@pytest.fixture(autouse=True)
-def fresh_loggers():
-    """default_setup attaches (once per process) handlers to the stream of the test that ran it
-    first; pytest closes that stream afterwards. Give every test its own."""
-    def forget_handlers():
-        for name in ("detectron2", "fvcore", "maskrcnnpp", "d2"):
-            for handler in logging.getLogger(name).handlers[:]:
-                logging.getLogger(name).removeHandler(handler)
-        setup_logger.cache_clear()
-
-    forget_handlers()
-    yield
-    forget_handlers()
+# default_setup attaches logging handlers to the stream of the test that ran it first (conftest.py)
+pytestmark = pytest.mark.usefixtures("fresh_loggers")
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +135,130 @@ def test_exit_code_and_debug_traceback_as_a_process(repo_root, tmp_path):
     debug = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path), timeout=300,
                            env=dict(os.environ, MASKRCNNPP_DEBUG="1"))
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "ConfigError" in debug.stderr
+
+
+@pytest.mark.parametrize(
+    "content, found",
+    [("", "nothing (an empty file)"), ("42\n", "a int"), ("- MODEL\n- SOLVER\n", "a list")],
+)
+def test_config_file_that_is_not_a_mapping(train_net, tmp_path, capsys, content, found):
+    path = tmp_path / "config.yaml"
+    path.write_text(content)
+    line = one_line_error(train_net, capsys, ["--config-file", str(path)])
+    assert line == f"error: {path}: a config file must hold a mapping of keys (KEY: value lines), but it holds {found}"
+
+
+def test_config_whose_base_is_empty_names_the_base(train_net, tmp_path, capsys):
+    (tmp_path / "base.yaml").write_text("")
+    (tmp_path / "child.yaml").write_text('_BASE_: "base.yaml"\nSEED: 1\n')
+    line = one_line_error(train_net, capsys, ["--config-file", str(tmp_path / "child.yaml")])
+    assert line.startswith(f"error: {tmp_path / 'base.yaml'}: a config file must hold a mapping")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["DATASETS.TRAIN", "()"], "DATASETS.TRAIN is empty; name the datasets to train on"),
+        (["SOLVER.IMS_PER_BATCH", "0"], "SOLVER.IMS_PER_BATCH must be a whole number of at least 1, not 0"),
+        (["SOLVER.MAX_ITER", "-5"], "SOLVER.MAX_ITER must be a whole number of at least 1, not -5"),
+        (["SOLVER.CHECKPOINT_PERIOD", "0"], "SOLVER.CHECKPOINT_PERIOD must be a whole number of at least 1"),
+        (["SOLVER.BASE_LR", "0.0"], "SOLVER.BASE_LR must be a positive number, not 0.0"),
+        (["SOLVER.STEPS", "(500, 400)"], "SOLVER.STEPS must increase, not (500, 400)"),
+        (["SOLVER.STEPS", "(-1,)"], "SOLVER.STEPS must be positive iteration numbers"),
+        (["MODEL.DEVICE", "cuda"], "MODEL.DEVICE is cuda but no CUDA GPU is available here; add MODEL.DEVICE cpu"),
+    ],
+)
+def test_keys_a_user_edits_are_checked_when_the_config_loads(train_net, repo_root, tmp_path, capsys,
+                                                            override, message):
+    if override[0] == "MODEL.DEVICE" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    line = one_line_error(train_net, capsys, ["--config-file", os.path.join(repo_root, NESTED), *ON_SAMPLE,
+                                              "OUTPUT_DIR", str(tmp_path / "out"), *override])
+    assert message in line
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_gpu_configs_on_a_machine_without_one_are_one_line(train_net, repo_root, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    line = one_line_error(train_net, capsys, ["--config-file", os.path.join(repo_root, "configs/nuclei/mask_rcnn_R_50_NestedFPN.yaml"),
+                                              *ON_SAMPLE, "OUTPUT_DIR", str(tmp_path)])
+    assert "MODEL.DEVICE is cuda but no CUDA GPU is available here" in line
+    line = one_line_error(train_net, capsys, ["--config-file", os.path.join(repo_root, NESTED), "--num-gpus", "2",
+                                              *ON_SAMPLE, "OUTPUT_DIR", str(tmp_path)])
+    assert "--num-gpus 2: no CUDA GPU is available here" in line
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "proc"])
+def test_output_dir_that_cannot_be_written(train_net, repo_root, tmp_path, capsys, where):
+    if where == "under_a_file":
+        (tmp_path / "a_file").write_text("x")
+        output = str(tmp_path / "a_file" / "run")
+    else:
+        output = "/proc/maskrcnnpp_run"
+    line = one_line_error(train_net, capsys, ["--config-file", os.path.join(repo_root, NESTED), *ON_SAMPLE,
+                                              "OUTPUT_DIR", output])
+    assert line.startswith(f"error: OUTPUT_DIR {output}: cannot write there (")
+
+
+@pytest.fixture
+def own_dataset(tmp_path, monkeypatch):
+    """(datasets root, dataset name, its annotation file): the sample's train split copied as a
+    dataset of one's own, registered by name from $DETECTRON2_DATASETS."""
+    from maskrcnnpp.data import sample_dir
+
+    name = "damaged" + uuid.uuid4().hex[:8]
+    folder = tmp_path / "datasets" / name
+    shutil.copytree(os.path.join(sample_dir(), "images"), folder / "images")
+    os.makedirs(folder / "annotations")
+    annotations = folder / "annotations" / "instances_train.json"
+    shutil.copy(os.path.join(sample_dir(), "annotations", "instances_train.json"), annotations)
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
+    return name, annotations
+
+
+def train_on(train_net, repo_root, tmp_path, capsys, name):
+    return one_line_error(train_net, capsys, ["--config-file", os.path.join(repo_root, NESTED),
+                                              "DATASETS.TRAIN", f"('{name}_train',)", "DATASETS.TEST", "()",
+                                              "SOLVER.MAX_ITER", "1", "OUTPUT_DIR", str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("field", ["segmentation", "bbox"])
+def test_annotation_without_a_field_names_the_file_image_and_field(train_net, repo_root, tmp_path, capsys,
+                                                                  own_dataset, field):
+    name, path = own_dataset
+    coco = json.loads(path.read_text())
+    damaged = coco["annotations"][5]
+    del damaged[field]
+    path.write_text(json.dumps(coco))
+    image = next(im["file_name"] for im in coco["images"] if im["id"] == damaged["image_id"])
+    line = train_on(train_net, repo_root, tmp_path, capsys, name)
+    assert line == f"error: {path}: annotation {damaged['id']!r} of image {image} has no '{field}'"
+    assert not (tmp_path / "out" / "model_final.pth").exists()
+
+
+def test_half_written_annotation_file_is_named(train_net, repo_root, tmp_path, capsys, own_dataset):
+    name, path = own_dataset
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    line = train_on(train_net, repo_root, tmp_path, capsys, name)
+    assert line.startswith(f"error: {path}: damaged annotation file, not valid JSON (")
+
+
+def test_image_deleted_from_its_dataset_is_named_before_training(train_net, repo_root, tmp_path, capsys,
+                                                                own_dataset):
+    name, path = own_dataset
+    image = json.loads(path.read_text())["images"][3]["file_name"]
+    os.remove(path.parent.parent / "images" / image)
+    line = train_on(train_net, repo_root, tmp_path, capsys, name)
+    assert line == f"error: {path}: image {image} is missing: {path.parent.parent / 'images' / image} does not exist"
+    assert not (tmp_path / "out" / "model_final.pth").exists()
+
+
+def test_a_diverging_run_ends_in_one_line_naming_folder_and_iteration(train_net, repo_root, tmp_path, capsys):
+    line = one_line_error(train_net, capsys, ["--config-file", os.path.join(repo_root, NESTED), *ON_SAMPLE[:2],
+                                              "DATASETS.TEST", "()", "SOLVER.BASE_LR", "10000.0",
+                                              "SOLVER.WARMUP_ITERS", "0", "SOLVER.MAX_ITER", "8",
+                                              "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(tmp_path)])
+    assert line.startswith(f"error: {tmp_path}: training diverged at iteration ")
+    assert "lower SOLVER.BASE_LR" in line

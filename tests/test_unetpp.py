@@ -7,6 +7,7 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 from maskrcnnpp import add_maskrcnnpp_config
+from maskrcnnpp.engine.setup import check_config
 from maskrcnnpp.modeling.segmentation_loss import bce_and_dice_losses
 from maskrcnnpp.modeling.sliding_window import sliding_window_predict
 
@@ -14,6 +15,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs", "nuclei")
 PAPER_FILTERS = [32, 64, 128, 256, 512]
 SMALL_FILTERS = [4, 8, 8, 16, 16]
+
+
+def build_checked(cfg):
+    """The model as the commands build it: the config checked when loaded, then built."""
+    check_config(cfg)
+    return build_model(cfg)
 
 
 def make_cfg(**unetpp):
@@ -207,7 +214,7 @@ def test_resnet_encoder_leaves_group_norm_of_the_unused_deepest_filter_unchecked
     assert norms and {m.num_groups for m in norms} == {8}
     cfg.MODEL.UNETPP.FILTERS = [8, 8, 16, 20, 36]
     with pytest.raises(ValueError, match=r"MODEL.UNETPP.FILTERS holds widths \[20\]"):
-        build_model(cfg)
+        build_checked(cfg)
 
 
 @pytest.mark.parametrize(
@@ -230,14 +237,14 @@ def test_resnet_encoder_leaves_group_norm_of_the_unused_deepest_filter_unchecked
 )
 def test_bad_settings_name_the_setting(settings, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        build_model(make_cfg(**settings))
+        build_checked(make_cfg(**settings))
 
 
 def test_sliding_window_size_must_fit_the_encoder():
     cfg = make_cfg()
     cfg.MODEL.UNETPP.SLIDING_WINDOW.SIZE = 40
     with pytest.raises(ValueError, match="MODEL.UNETPP.SLIDING_WINDOW.SIZE=40"):
-        build_model(cfg)
+        build_checked(cfg)
 
 
 def test_image_with_unexpected_channels_names_the_setting():

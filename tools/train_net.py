@@ -17,10 +17,11 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import maskrcnnpp  # noqa: E402  (first: registers parts and installs Detectron2 guards)
 
-from detectron2.engine import default_argument_parser, launch  # noqa: E402
+from detectron2.engine import default_argument_parser  # noqa: E402
 
 from maskrcnnpp.engine import NucleiCheckpointer, Trainer, load_weights_strictly  # noqa: E402
-from maskrcnnpp.engine.setup import checked_cfg, setup_cfg  # noqa: E402
+from maskrcnnpp.engine.trainer import train_or_explain  # noqa: E402
+from maskrcnnpp.engine.setup import checked_cfg, launch_locked, setup_cfg  # noqa: E402
 from maskrcnnpp.errors import run_command  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def main(args, cfg):
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    return train_or_explain(trainer, cfg.OUTPUT_DIR)
 
 
 def run(argv=None):
@@ -44,15 +45,7 @@ def run(argv=None):
     print("Command Line Args:", args)
     # Checked once, here, before the workers start: a mistake is one line, not N tracebacks.
     cfg = run_command(checked_cfg, args)
-    return run_command(
-        launch,
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args, cfg),
-    )
+    return launch_locked(main, args, cfg, cfg.OUTPUT_DIR)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ import re
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from ..errors import MissingFileError
+from ..config import is_finite_number
+from ..errors import MissingFileError, UserError
 from .diameter import fill_missing_diameters, median_diameter
 
 __all__ = [
@@ -41,6 +42,8 @@ SAMPLE_SPLITS = ("train", "val")
 MODALITIES = ("grey", "colour")
 # Folder names of the built-in datasets: never registered (nor imported) as one's own.
 BUILTIN_FOLDERS = ("dsb2018", "dsb2018_fixed", "dsb2018_sample")
+# Folders Detectron2's own built-in datasets read under $DETECTRON2_DATASETS (coco_2017_train, ...).
+DETECTRON2_FOLDERS = ("coco", "lvis", "cityscapes", "VOC2007", "VOC2012", "ADEChallengeData2016")
 SPLIT_FILE = re.compile(r"^instances_([A-Za-z0-9][A-Za-z0-9_-]*)\.json$")
 
 logger = logging.getLogger(__name__)
@@ -71,9 +74,8 @@ def _load(dataset_name, json_files, image_root, prepare_command):
             raise MissingFileError(f"Dataset '{dataset_name}' is not available: {path} does not exist.{hint}")
     records = []
     for json_file in json_files:
+        coco = read_coco_instances(json_file, image_root)
         dicts = load_coco_json(json_file, image_root, dataset_name)
-        with open(json_file, encoding="utf-8") as f:
-            coco = json.load(f)
         extra = {im["id"]: im for im in coco["images"]}
         areas = collections.defaultdict(list)  # nuclei areas by image, for the median diameter
         for a in coco["annotations"]:
@@ -87,6 +89,68 @@ def _load(dataset_name, json_files, image_root, prepare_command):
         records += dicts
     fill_missing_diameters(records)  # images with no nucleus: the dataset's median
     return records
+
+
+def read_coco_instances(json_file, image_root):
+    """The COCO instances file ``json_file``, every image and annotation checked: UserError naming
+    the file, the image and the field that is missing or damaged, or the image file that is
+    gone, so that training does not find it in a DataLoader worker."""
+    try:
+        with open(json_file, encoding="utf-8") as f:
+            coco = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{json_file}: damaged annotation file, not valid JSON ({_json_reason(e)}); "
+                        "was its writing interrupted? Prepare or import the dataset again") from None
+    if not (isinstance(coco, dict) and isinstance(coco.get("images"), list)
+            and isinstance(coco.get("annotations"), list)):
+        raise UserError(f"{json_file}: not a COCO instances file (it needs 'images' and 'annotations' lists)")
+    images = {}
+    for image in coco["images"]:
+        name = image.get("file_name", image.get("id")) if isinstance(image, dict) else image
+        for field in ("id", "file_name", "height", "width"):
+            if not isinstance(image, dict) or field not in image:
+                raise UserError(f"{json_file}: image {name!r} has no '{field}'")
+        path = os.path.join(image_root, image["file_name"])
+        if not os.path.isfile(path):
+            raise MissingFileError(f"{json_file}: image {image['file_name']} is missing: {path} does not exist")
+        images[image["id"]] = image
+    for annotation in coco["annotations"]:
+        _check_annotation(json_file, annotation, images)
+    return coco
+
+
+def _json_reason(error):
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at line {error.lineno}, column {error.colno}"
+    return str(error)
+
+
+def _check_annotation(json_file, annotation, images):
+    if not isinstance(annotation, dict):
+        raise UserError(f"{json_file}: an annotation is a {type(annotation).__name__}, not a mapping")
+    image = images.get(annotation.get("image_id"))
+    if image is None:
+        raise UserError(f"{json_file}: annotation {annotation.get('id')!r} names image_id "
+                        f"{annotation.get('image_id')!r}, which the file does not list")
+    where = f"{json_file}: annotation {annotation.get('id')!r} of image {image['file_name']}"
+    for field in ("bbox", "segmentation", "category_id"):
+        if field not in annotation:
+            raise UserError(f"{where} has no '{field}'")
+    box = annotation["bbox"]
+    if not (isinstance(box, list) and len(box) == 4 and all(map(is_finite_number, box)) and min(box[2:]) >= 0):
+        raise UserError(f"{where}: 'bbox' must be [x, y, width, height], not {box!r}")
+    segmentation = annotation["segmentation"]
+    if isinstance(segmentation, dict):  # RLE
+        if "counts" not in segmentation or list(segmentation.get("size", ())) != [image["height"], image["width"]]:
+            raise UserError(f"{where}: 'segmentation' must be an RLE with 'counts' and 'size' "
+                            f"[{image['height']}, {image['width']}] (the image's)")
+    elif isinstance(segmentation, list):  # polygons
+        if not segmentation or not all(
+            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(map(is_finite_number, p)) for p in segmentation
+        ):
+            raise UserError(f"{where}: 'segmentation' polygons must each list at least 3 x, y points")
+    else:
+        raise UserError(f"{where}: 'segmentation' must be an RLE or a list of polygons, not {segmentation!r:.60}")
 
 
 def _register(name, json_files, image_root, prepare_command=None):
@@ -156,7 +220,7 @@ def _own_splits(folder):
 def register_own_datasets(output_root=None):
     """Register ``NAME_<split>`` (and its modality subsets) for each folder ``output_root/NAME``
     (default: $DETECTRON2_DATASETS or ./datasets) holding ``annotations/instances_<split>.json``,
-    other than the built-in DSB2018 folders. Cheap: folders are listed, no JSON is read. Safe to
+    other than the built-in DSB2018 folders and those of Detectron2's built-in datasets. Cheap: folders are listed, no JSON is read. Safe to
     call again (names already registered for the same file are kept; a name taken by another
     dataset is left to it, with a warning). Returns the names registered by this call."""
     if output_root is None:
@@ -168,7 +232,7 @@ def register_own_datasets(output_root=None):
     added = []
     for entry in entries:
         folder = os.path.join(output_root, entry)
-        if entry in BUILTIN_FOLDERS or entry.startswith("."):
+        if entry in BUILTIN_FOLDERS or entry in DETECTRON2_FOLDERS or entry.startswith("."):
             continue
         for split in _own_splits(folder):
             name = f"{entry}_{split}"

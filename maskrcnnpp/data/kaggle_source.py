@@ -36,7 +36,10 @@ class KaggleSource:
             try:
                 self._zip = zipfile.ZipFile(self.path)
             except zipfile.BadZipFile:
-                raise LayoutError(f"{self.path} is neither a folder nor a zip archive; {EXPECTED_LAYOUT}")
+                if _starts_like_a_zip(self.path):
+                    raise LayoutError(f"{self.path}: damaged or incomplete zip archive (its table of contents "
+                                      "is missing: an interrupted download or copy?); fetch it again") from None
+                raise LayoutError(f"{self.path} is neither a folder nor a zip archive; {EXPECTED_LAYOUT}") from None
             files = [n for n in self._zip.namelist() if not n.endswith("/")]
             # Folder entries count too: an empty masks/ folder is "no masks", not "no masks/ folder".
             files += [n + "." for n in self._zip.namelist() if n.endswith("/")]
@@ -96,3 +99,9 @@ class KaggleSource:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _starts_like_a_zip(path):
+    """Whether the file begins as a zip archive does (a local file header)."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"

@@ -5,15 +5,17 @@ import os
 import yaml
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.engine import default_setup
+from detectron2.engine import default_setup, launch
 
-from ..config import add_maskrcnnpp_config, check_scale_config
+from ..config import add_maskrcnnpp_config, check_device, check_scale_config, check_solver_config
 from ..data.datasets import is_registered
-from ..errors import ConfigError, MissingFileError, UserError, error_reason
-from ..modeling.nested_fpn import validate_nested_fpn_config
+from ..errors import ConfigError, MissingFileError, UserError, error_reason, run_command
+from ..modeling.nested_fpn import NESTED_FPN_BUILDERS, validate_nested_fpn_config
+from ..modeling.unetpp import validate_unetpp_config
 from .checkpoint import read_checkpoint
+from .output_dir import hold_output_dir
 
-__all__ = ["check_datasets", "check_weights", "checked_cfg", "load_cfg", "setup_cfg"]
+__all__ = ["check_config", "check_datasets", "check_weights", "checked_cfg", "launch_locked", "load_cfg", "setup_cfg"]
 
 _CLOSE_MATCHES = 3
 
@@ -33,6 +35,8 @@ def load_cfg(config_file: str, opts=()):
         raise UserError(f"{config_file}: cannot read config ({error_reason(e)})") from None
     except (KeyError, ValueError, AssertionError) as e:  # yacs: unknown key, wrong type
         raise ConfigError(f"{config_file}: {_yacs_reason(e)}") from None
+    except (TypeError, AttributeError) as e:  # fvcore on a file that is not a mapping of keys
+        raise ConfigError(_not_a_mapping(config_file) or f"{config_file}: cannot read config ({error_reason(e)})") from None
     opts = list(opts)
     if len(opts) % 2:
         raise ConfigError(f"config overrides come in KEY VALUE pairs; {opts[-1]!r} has no value")
@@ -40,8 +44,41 @@ def load_cfg(config_file: str, opts=()):
         cfg.merge_from_list(opts)
     except (KeyError, ValueError, AssertionError) as e:
         raise ConfigError(f"config override: {_yacs_reason(e)}") from None
-    check_scale_config(cfg)  # e.g. a tile smaller than its overlap: named now, not at the first image
+    check_config(cfg)
     return cfg
+
+
+def check_config(cfg):
+    """Every key a builder, loader or the solver reads, checked once, when the config is loaded:
+    the builders trust it, as Detectron2's do. Raises ConfigError naming the key."""
+    check_scale_config(cfg)  # e.g. a tile smaller than its overlap: named now, not at the first image
+    check_solver_config(cfg)
+    if cfg.MODEL.BACKBONE.NAME in NESTED_FPN_BUILDERS:
+        validate_nested_fpn_config(cfg)
+    if cfg.MODEL.META_ARCHITECTURE == "SemanticUNetPlusPlus":
+        validate_unetpp_config(cfg)
+
+
+def _not_a_mapping(config_file):
+    """"<file>: ..." for the first file of ``config_file``'s _BASE_ chain whose content is not a
+    mapping of config keys (empty, a scalar, a list), or None."""
+    path, seen = config_file, set()
+    while path and path not in seen and os.path.isfile(path):
+        seen.add(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                content = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError):
+            return None
+        if not isinstance(content, dict):
+            found = "nothing (an empty file)" if content is None else f"a {type(content).__name__}"
+            return f"{path}: a config file must hold a mapping of keys (KEY: value lines), but it holds {found}"
+        base = content.get("_BASE_")
+        if not isinstance(base, str):
+            return None
+        base = os.path.expanduser(base)
+        path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
+    return None
 
 
 def _yacs_reason(error):
@@ -51,12 +88,15 @@ def _yacs_reason(error):
 
 def check_datasets(cfg, keys=("TRAIN", "TEST")):
     """Every name in DATASETS.<key> must be registered, and its files present (checked
-    before training, not when evaluation first reads the test set). An unknown name first
-    rescans $DETECTRON2_DATASETS, for a set imported after the package was imported."""
+    before training, not when evaluation first reads the test set); a nuclei dataset's
+    records and images are read and checked too. An unknown name first rescans
+    $DETECTRON2_DATASETS, for a set imported after the package was imported."""
     for key in keys:
         for name in cfg.DATASETS[key]:
             if is_registered(name):
                 _check_dataset_files(key, name)
+                if MetadataCatalog.get(name).get("evaluator_type", None) == "nuclei":
+                    DatasetCatalog.get(name)  # reads and checks every record and image file now
                 continue
             registered = DatasetCatalog.list()
             close = difflib.get_close_matches(name, registered, n=_CLOSE_MATCHES, cutoff=0.5)
@@ -88,8 +128,19 @@ def check_weights(cfg):
 def checked_cfg(args):
     """The config of parsed Detectron2 arguments, its datasets and weights checked (UserError)."""
     cfg = load_cfg(args.config_file, args.opts)
-    if cfg.MODEL.BACKBONE.NAME == "build_resnet_nested_fpn_backbone":
-        validate_nested_fpn_config(cfg)  # as the builder will, but before workers are launched
+    check_device(cfg, args.num_gpus)
+    if args.eval_only:
+        if not cfg.DATASETS.TEST:
+            raise ConfigError("--eval-only: DATASETS.TEST is empty; name the datasets to evaluate, "
+                              "e.g. DATASETS.TEST \"('dsb2018_test',)\"")
+    else:
+        if not cfg.DATASETS.TRAIN:
+            raise ConfigError("DATASETS.TRAIN is empty; name the datasets to train on, "
+                              "e.g. DATASETS.TRAIN \"('dsb2018_train',)\"")
+        world_size = args.num_gpus * args.num_machines
+        if cfg.SOLVER.IMS_PER_BATCH % world_size:
+            raise ConfigError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must divide evenly among the "
+                              f"{world_size} GPUs (--num-gpus {args.num_gpus} x --num-machines {args.num_machines})")
     check_datasets(cfg, ("TEST",) if args.eval_only else ("TRAIN", "TEST"))
     check_weights(cfg)
     return cfg
@@ -102,3 +153,12 @@ def setup_cfg(args, cfg=None):
     cfg.freeze()
     default_setup(cfg, args)
     return cfg
+
+
+def launch_locked(main, args, cfg, output_dir, key="OUTPUT_DIR"):
+    """``main(args, cfg)`` through Detectron2's ``launch`` (``--num-gpus``, ``--num-machines``, ...),
+    with ``output_dir`` locked for this run by the first machine's launcher until it exits, so a
+    second run on the same folder stops with one line. A UserError anywhere is one line, exit 2."""
+    lock = run_command(hold_output_dir, output_dir, key) if args.machine_rank == 0 else None  # noqa: F841
+    return run_command(launch, main, args.num_gpus, num_machines=args.num_machines,
+                       machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args, cfg))

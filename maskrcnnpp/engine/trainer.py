@@ -12,7 +12,7 @@ from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 
 from ..compat import has_compiled_ops
-from ..config import check_scale_config
+from ..errors import UserError, error_reason
 from ..data.augmentation import build_nuclei_augmentation
 from ..data.diameter_mapper import DiameterDatasetMapper
 from ..data.semantic_mapper import SemanticNucleiMapper
@@ -55,7 +55,6 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        check_scale_config(cfg)
         if is_semantic(cfg):
             mapper = SemanticNucleiMapper(cfg, True)
         elif cfg.INPUT.SCALE_POLICY == "diameter":
@@ -66,7 +65,6 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        check_scale_config(cfg)
         if is_semantic(cfg):
             mapper = SemanticNucleiMapper(cfg, False)
         else:
@@ -98,3 +96,13 @@ class Trainer(DefaultTrainer):
             max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             use_fast_impl=has_compiled_ops(),
         )
+
+
+def train_or_explain(trainer, output_dir, *train_args, hint="lower SOLVER.BASE_LR, lengthen SOLVER.WARMUP_ITERS"):
+    """``trainer.train(*train_args)``; a run whose loss or boxes became inf/NaN (Detectron2's
+    FloatingPointError) ends with one line naming the folder and the iteration, not a traceback."""
+    try:
+        return trainer.train(*train_args)
+    except FloatingPointError as e:
+        raise UserError(f"{output_dir}: training diverged at iteration {trainer.iter} ({error_reason(e)}); "
+                        f"{hint} or start from trained weights") from None

@@ -112,7 +112,6 @@ def node_name(i: int, j: int) -> str:
 
 def grid_nodes(depth: int, connectivity: str) -> List[Node]:
     """Decoder nodes (i, j), j >= 1, in an order where every node follows its inputs."""
-    check_choice("connectivity", connectivity, CONNECTIVITIES)
     nodes = [(i, j) for j in range(1, depth + 1) for i in range(depth + 1 - j)]
     if connectivity == "unet":
         nodes = [(i, j) for i, j in nodes if i + j == depth]
@@ -333,8 +332,7 @@ def build_nested_decoder(
         block: "fuse_conv" (1x1 + 3x3) or "double_conv" (two 3x3, the paper's node).
         upsample: "nearest", "bilinear" or "transpose".
     """
-    check_choice("connectivity", connectivity, CONNECTIVITIES)
-    check_choice("fuse", fuse, FUSES)
+    check_choice("fuse", fuse, FUSES)  # connectivity: NestedDecoder checks it
     check_choice("block", block, BLOCKS)
     check_choice("upsample", upsample, UPSAMPLES)
     check_choice("norm", norm, NORMS)

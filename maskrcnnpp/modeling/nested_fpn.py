@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 import torch
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
-from detectron2.modeling.backbone.fpn import LastLevelMaxPool
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from fvcore.nn import weight_init
 from torch import nn
@@ -28,7 +28,15 @@ from .nested_decoder import (
     node_name,
 )
 
-__all__ = ["NestedFPN", "build_resnet_nested_fpn_backbone"]
+__all__ = [
+    "NESTED_FPN_BUILDERS",
+    "NestedFPN",
+    "build_resnet_nested_fpn_backbone",
+    "build_retinanet_resnet_nested_fpn_backbone",
+]
+
+# The registered backbones configured by MODEL.NESTED_FPN.
+NESTED_FPN_BUILDERS = ("build_resnet_nested_fpn_backbone", "build_retinanet_resnet_nested_fpn_backbone")
 
 
 class NestedFPN(Backbone):
@@ -161,7 +169,8 @@ class NestedFPN(Backbone):
 
 
 def validate_nested_fpn_config(cfg) -> None:
-    """Fail at build time, naming the key and the allowed values."""
+    """Raise ConfigError naming the MODEL.NESTED_FPN key and its allowed values (called when the
+    config is loaded; the builder trusts it, as Detectron2's builders do)."""
     nf = cfg.MODEL.NESTED_FPN
     check_decoder_config(nf, "MODEL.NESTED_FPN")
     if len(nf.IN_FEATURES) < 2:
@@ -183,25 +192,15 @@ def validate_nested_fpn_config(cfg) -> None:
     )
 
 
-@BACKBONE_REGISTRY.register()
-def build_resnet_nested_fpn_backbone(cfg, input_shape: ShapeSpec):
-    """ResNet + nested FPN; configured by MODEL.RESNETS and MODEL.NESTED_FPN.
-
-    The output width is MODEL.FPN.OUT_CHANNELS, so heads configured for FPN fit as they are.
-    """
-    validate_nested_fpn_config(cfg)
+def _nested_fpn(cfg, bottom_up, top_block):
+    """The NestedFPN of MODEL.NESTED_FPN on ``bottom_up``, with ``top_block`` for the levels above."""
     nf = cfg.MODEL.NESTED_FPN
-    bottom_up = build_resnet_backbone(cfg, input_shape)
-    shapes = bottom_up.output_shape()
-    missing = [f for f in nf.IN_FEATURES if f not in shapes]
+    missing = [f for f in nf.IN_FEATURES if f not in bottom_up.output_shape()]
     if missing:
         raise ConfigError(
             f"MODEL.NESTED_FPN.IN_FEATURES names {missing}, which the ResNet does not output; "
             f"add them to MODEL.RESNETS.OUT_FEATURES (now {list(cfg.MODEL.RESNETS.OUT_FEATURES)})"
         )
-    top_block = LastLevelMaxPool()
-    # It pools "p5" as in FPN; IN_FEATURES that end before res5 end before p5.
-    top_block.in_feature = f"p{int(math.log2(shapes[nf.IN_FEATURES[-1]].stride))}"
     return NestedFPN(
         bottom_up,
         list(nf.IN_FEATURES),
@@ -216,3 +215,29 @@ def build_resnet_nested_fpn_backbone(cfg, input_shape: ShapeSpec):
         block=nf.BLOCK,
         upsample=nf.UPSAMPLE,
     )
+
+
+@BACKBONE_REGISTRY.register()
+def build_resnet_nested_fpn_backbone(cfg, input_shape: ShapeSpec):
+    """ResNet + nested FPN; configured by MODEL.RESNETS and MODEL.NESTED_FPN.
+
+    The output width is MODEL.FPN.OUT_CHANNELS, so heads configured for FPN fit as they are.
+    """
+    bottom_up = build_resnet_backbone(cfg, input_shape)
+    top_block = LastLevelMaxPool()
+    coarsest = bottom_up.output_shape().get(cfg.MODEL.NESTED_FPN.IN_FEATURES[-1])
+    if coarsest is not None:  # it pools "p5" as in FPN; IN_FEATURES that end before res5 end before p5
+        top_block.in_feature = f"p{int(math.log2(coarsest.stride))}"
+    return _nested_fpn(cfg, bottom_up, top_block)
+
+
+@BACKBONE_REGISTRY.register()
+def build_retinanet_resnet_nested_fpn_backbone(cfg, input_shape: ShapeSpec):
+    """The nested twin of Detectron2's ``build_retinanet_resnet_fpn_backbone``: p3..p5 from the grid
+    over MODEL.NESTED_FPN.IN_FEATURES (res3..res5), p6 and p7 from res5 by FPN's LastLevelP6P7."""
+    bottom_up = build_resnet_backbone(cfg, input_shape)
+    res5 = bottom_up.output_shape().get("res5")
+    if res5 is None:
+        raise ConfigError("RetinaNet's p6 and p7 are computed from res5: add it to MODEL.RESNETS.OUT_FEATURES "
+                          f"(now {list(cfg.MODEL.RESNETS.OUT_FEATURES)})")
+    return _nested_fpn(cfg, bottom_up, LastLevelP6P7(res5.channels, cfg.MODEL.FPN.OUT_CHANNELS))

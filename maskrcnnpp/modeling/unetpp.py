@@ -29,7 +29,7 @@ from .resnet_encoder import build_resnet_encoder
 from .segmentation_loss import bce_and_dice_losses
 from .sliding_window import sliding_window_predict
 
-__all__ = ["SemanticUNetPlusPlus", "ENCODERS", "parse_inference_mode"]
+__all__ = ["SemanticUNetPlusPlus", "ENCODERS", "parse_inference_mode", "validate_unetpp_config"]
 
 ENCODERS = ("plain", "resnet")
 IGNORE_VALUE = 255
@@ -51,6 +51,22 @@ def parse_inference_mode(mode: str, depth: int) -> int:
             f"(MODEL.UNETPP.DEPTH={depth}); allowed: {allowed}"
         )
     return level
+
+
+def validate_unetpp_config(cfg) -> None:
+    """Raise ConfigError naming the MODEL.UNETPP key that cannot work (called when the config
+    is loaded; the builder trusts it)."""
+    u = cfg.MODEL.UNETPP
+    check_choice("MODEL.UNETPP.ENCODER", u.ENCODER, ENCODERS)
+    check_decoder_config(u, "MODEL.UNETPP")
+    if len(u.FILTERS) != u.DEPTH + 1:
+        raise ConfigError(
+            f"MODEL.UNETPP.FILTERS={list(u.FILTERS)} needs DEPTH + 1 = {u.DEPTH + 1} "
+            f"entries (MODEL.UNETPP.DEPTH={u.DEPTH})"
+        )
+    # The ResNet encoder has MODEL.RESNETS.NORM; the decoder leaves the deepest filter unused.
+    normalised = u.FILTERS if u.ENCODER == "plain" else u.FILTERS[:-1]
+    check_group_norm_config(u, "MODEL.UNETPP", {"MODEL.UNETPP.FILTERS": normalised})
 
 
 @META_ARCH_REGISTRY.register()
@@ -126,16 +142,6 @@ class SemanticUNetPlusPlus(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         u = cfg.MODEL.UNETPP
-        check_choice("MODEL.UNETPP.ENCODER", u.ENCODER, ENCODERS)
-        check_decoder_config(u, "MODEL.UNETPP")
-        if len(u.FILTERS) != u.DEPTH + 1:
-            raise ConfigError(
-                f"MODEL.UNETPP.FILTERS={list(u.FILTERS)} needs DEPTH + 1 = {u.DEPTH + 1} "
-                f"entries (MODEL.UNETPP.DEPTH={u.DEPTH})"
-            )
-        # The ResNet encoder has MODEL.RESNETS.NORM; the decoder leaves the deepest filter unused.
-        normalised = u.FILTERS if u.ENCODER == "plain" else u.FILTERS[:-1]
-        check_group_norm_config(u, "MODEL.UNETPP", {"MODEL.UNETPP.FILTERS": normalised})
         in_channels = len(cfg.MODEL.PIXEL_MEAN)
         if u.ENCODER == "plain":
             encoder = build_plain_encoder(in_channels, u.FILTERS, u.NORM, u.GN_GROUPS)

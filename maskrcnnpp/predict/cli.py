@@ -89,6 +89,11 @@ def build_parser():
         "have INPUT.NUCLEUS_DIAMETER pixels and predicted in overlapping tiles (default: estimated "
         "per image when INPUT.SCALE_POLICY is diameter, else the config's resize by image size)",
     )
+    parser.add_argument(
+        "--page", type=int, default=None, metavar="N",
+        help="the page to predict in multi-page TIFFs (z-stacks, time series), 1 = the first as in Fiji; "
+        "without it a file of several pages is refused",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
@@ -129,7 +134,8 @@ def main(argv=None):
         layout = prepare_output_dir(args.output or os.path.join(cfg.OUTPUT_DIR, "predictions"), formats)
         predictor = NucleiPredictor(cfg, config_file=args.config_file)
         predictor.progress = not args.no_progress
-        summary = predict_batch(predictor, inputs, layout, progress=not args.no_progress, diameter=args.diameter)
+        summary = predict_batch(predictor, inputs, layout, progress=not args.no_progress, diameter=args.diameter,
+                                page=args.page)
     except UserError as e:
         if debug_enabled():
             raise
@@ -167,15 +173,16 @@ class BatchSummary:
         return sum(r.num_nuclei for r in self.images)
 
 
-def predict_image(predictor, path, stem, image_id, layout, results_writer, diameter=None, report=None):
+def predict_image(predictor, path, stem, image_id, layout, results_writer, diameter=None, report=None, page=None):
     """Predict one image and write its outputs; memory is released when it returns.
 
-    ``diameter``: --diameter (None: the predictor's policy). ``report`` receives
+    ``diameter``: --diameter (None: the predictor's policy). ``page``: --page, the page of a
+    multi-page file (None: a file of several pages is refused). ``report`` receives
     one-line warnings (no nucleus to estimate the diameter, a 32-bit label image).
     """
     report = report or (lambda message: print(message, file=sys.stderr))
     warn = lambda message: report(f"warning: {message}")  # noqa: E731
-    image = read_image_rgb8(path)
+    image = read_image_rgb8(path, page, page_option="--page")
     shape = image.shape[:2]
     # A NucleiPredictor is told the file's name for its warnings; any other callable gets the image.
     options = {"name": path, "warn": warn} if isinstance(predictor, NucleiPredictor) else {}
@@ -215,12 +222,12 @@ def predict_image(predictor, path, stem, image_id, layout, results_writer, diame
     )
 
 
-def predict_batch(predictor, input_specs, layout, progress=True, report=None, diameter=None):
+def predict_batch(predictor, input_specs, layout, progress=True, report=None, diameter=None, page=None):
     """Predict every image named by ``input_specs``; failures are reported and skipped.
 
     ``report`` receives each one-line error or warning as it happens (default:
     printed to stderr above the progress bar). ``diameter``: --diameter, for every
-    image. Returns a BatchSummary; its ``errors`` lists the inputs that named no
+    image; ``page``: --page, for every multi-page file. Returns a BatchSummary; its ``errors`` lists the inputs that named no
     image or failed.
     """
     report = report or (lambda message: tqdm.write(message, file=sys.stderr))
@@ -242,7 +249,8 @@ def predict_batch(predictor, input_specs, layout, progress=True, report=None, di
         for image_id, (path, stem) in enumerate(zip(bar, output_stems(paths)), start=1):
             try:
                 summary.images.append(
-                    predict_image(predictor, path, stem, image_id, layout, writer, diameter=diameter, report=report)
+                    predict_image(predictor, path, stem, image_id, layout, writer, diameter=diameter, report=report,
+                                  page=page)
                 )
             except UserError as e:
                 fail(str(e))

@@ -101,10 +101,25 @@ def output_stems(paths):
 
 
 
-def read_image_rgb8(path):
-    """The image at ``path`` as H x W x 3 uint8 RGB; raises UserError if it cannot be read."""
+def read_image_rgb8(path, page=None, page_option=None):
+    """The image at ``path`` as H x W x 3 uint8 RGB; raises UserError if it cannot be read.
+
+    A file of several pages (a TIFF z-stack or time series, an animated GIF) is refused unless
+    ``page`` (1 = the first, as Fiji counts slices) says which one to read: predicting its first
+    page alone would silently miss the others. ``page_option``: the command's option that sets
+    ``page``, named in the refusal.
+    """
     try:
         with Image.open(path) as image:
+            pages = getattr(image, "n_frames", 1)
+            if page is None and pages > 1:
+                choose = f"choose one with {page_option} N (1 to {pages}), or " if page_option else ""
+                raise UserError(f"{path}: the file holds {pages} pages (a z-stack or time series); "
+                                f"{choose}save each page as an image of its own")
+            if page is not None:
+                if not 1 <= page <= pages:
+                    raise UserError(f"{path}: page {page} is out of range, the file holds {pages} page(s)")
+                image.seek(page - 1)
             image = ImageOps.exif_transpose(image)  # phone/camera rotation, as Detectron2 does
             image.load()
             return to_rgb8(image)

@@ -26,7 +26,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from PIL import Image
 
-from ..config import check_scale_config
+from ..config import check_device
 from ..data.augmentation import build_nuclei_augmentation
 from ..data.segmentation import encode_mask
 from ..engine.checkpoint import load_weights_strictly
@@ -176,8 +176,7 @@ class NucleiPredictor:
                 f"{config_file}: prediction needs an instance-segmentation model "
                 f"(GeneralizedRCNN with MASK_ON), not {cfg.MODEL.META_ARCHITECTURE}"
             )
-        if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE} but no CUDA device is available")
+        check_device(cfg)
         self.cfg = cfg.clone()
         self.cfg.defrost()
         score_threshold = cfg.TEST.NUCLEI.SCORE_THRESHOLD
@@ -188,7 +187,6 @@ class NucleiPredictor:
         # The diameter estimate measures only nuclei this confident (also when a caller
         # lowers score_threshold, e.g. to keep low scores for COCO AP).
         self.estimate_threshold = score_threshold
-        check_scale_config(self.cfg)
         if model is None:
             model = build_model(self.cfg)
             model.eval()
