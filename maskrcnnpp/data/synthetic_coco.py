@@ -1,10 +1,12 @@
 """A small synthetic dataset in COCO's own layout, so any COCO config runs without COCO.
 
-Under ``<root>/coco/`` it writes what Detectron2's built-in ``coco_2017_{train,val}`` and
-``coco_2017_{train,val}_panoptic_separated`` read (with ``DETECTRON2_DATASETS=<root>``):
+Under ``<root>/coco/`` it writes what Detectron2's built-in ``coco_2017_{train,val}``,
+``coco_2017_{train,val}_panoptic_separated`` and ``keypoints_coco_2017_{train,val}`` read (with
+``DETECTRON2_DATASETS=<root>``):
 
     train2017/, val2017/                    JPEG images (000000000001.jpg, ...)
     annotations/instances_{split}2017.json  objects of COCO's 80 thing categories, polygons
+    annotations/person_keypoints_{split}2017.json  the people, with COCO's 17 keypoints each
     annotations/panoptic_{split}2017.json   panoptic segments (things and stuff)
     panoptic_{split}2017/                   panoptic PNGs (segment id = R + 256 G + 256^2 B)
     panoptic_stuff_{split}2017/             semantic PNGs of the "separated" format: 0 for
@@ -65,7 +67,8 @@ def write_synthetic_coco(root, images=(8, 4), size=(256, 320), seed=0):
 
 
 def register_synthetic_coco(root, prefix="synthetic_coco"):
-    """Register ``<prefix>_{train,val}`` (instances) and ``<prefix>_{train,val}_panoptic_separated``
+    """Register ``<prefix>_{train,val}`` (instances), ``<prefix>_{train,val}_separated`` (panoptic, the
+    "separated" format) and ``<prefix>_{train,val}_keypoints`` (people with 17 keypoints)
     over ``<root>/coco`` with COCO's metadata, for Python code that cannot set DETECTRON2_DATASETS
     before Detectron2 registers its own names. Returns the names (registered once)."""
     folder = os.path.join(root, "coco")
@@ -86,7 +89,11 @@ def register_synthetic_coco(root, prefix="synthetic_coco"):
                 name, {k: panoptic.get(k) for k in keys}, images, os.path.join(folder, f"panoptic_{split}2017"),
                 os.path.join(folder, "annotations", f"panoptic_{split}2017.json"),
                 os.path.join(folder, f"panoptic_stuff_{split}2017"), instances)
-        names += [name, f"{name}_separated"]
+            person = MetadataCatalog.get("keypoints_coco_2017_train")
+            keys = ("thing_classes", "keypoint_names", "keypoint_flip_map", "keypoint_connection_rules")
+            register_coco_instances(f"{name}_keypoints", {k: person.get(k) for k in keys},
+                                    os.path.join(folder, "annotations", f"person_keypoints_{split}2017.json"), images)
+        names += [name, f"{name}_separated", f"{name}_keypoints"]
     return names
 
 
@@ -169,11 +176,27 @@ def _write_split(folder, split, image_ids, size, rng):
         "images": images, "annotations": instances,
         "categories": [{"id": c["id"], "name": c["name"], "supercategory": "thing"} for c in things_meta],
     })
+    person = MetadataCatalog.get("keypoints_coco_2017_train")
+    _write_json(os.path.join(folder, "annotations", f"person_keypoints_{split}2017.json"), {
+        "images": images,
+        "annotations": [dict(a, **_keypoints(a["bbox"], len(person.keypoint_names))) for a in instances
+                        if a["category_id"] == THINGS["person"]],
+        "categories": [{"id": THINGS["person"], "name": "person", "supercategory": "person",
+                        "keypoints": list(person.keypoint_names), "skeleton": []}],
+    })
     _write_json(os.path.join(folder, "annotations", f"panoptic_{split}2017.json"), {
         "images": images, "annotations": panoptic,
         "categories": [{"id": c["id"], "name": c["name"], "isthing": c["isthing"], "supercategory": "any"}
                        for c in COCO_CATEGORIES],
     })
+
+
+def _keypoints(box, count):
+    """COCO keypoints of a person: ``count`` visible points on an ellipse inside its box, in order."""
+    x, y, w, h = box
+    angles = np.linspace(0, 2 * np.pi, count, endpoint=False)
+    points = [(x + w / 2 + 0.3 * w * np.cos(a), y + h / 2 + 0.3 * h * np.sin(a)) for a in angles]
+    return {"keypoints": [round(float(v), 2) for px, py in points for v in (px, py, 2)], "num_keypoints": count}
 
 
 def _segment(segment_id, category_id, mask):

@@ -95,6 +95,7 @@ class Trainer(DefaultTrainer):
             output_dir=output_folder,
             max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             use_fast_impl=has_compiled_ops(),
+            kpt_oks_sigmas=cfg.TEST.KEYPOINT_OKS_SIGMAS,
         )
 
 
