@@ -139,7 +139,7 @@ def test_exit_code_and_debug_traceback_as_a_process(repo_root, tmp_path):
 
 @pytest.mark.parametrize(
     "content, found",
-    [("", "nothing (an empty file)"), ("42\n", "a int"), ("- MODEL\n- SOLVER\n", "a list")],
+    [("", "nothing (an empty file)"), ("42\n", "an int"), ("- MODEL\n- SOLVER\n", "a list")],
 )
 def test_config_file_that_is_not_a_mapping(train_net, tmp_path, capsys, content, found):
     path = tmp_path / "config.yaml"

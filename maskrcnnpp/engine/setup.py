@@ -71,7 +71,8 @@ def _not_a_mapping(config_file):
         except (OSError, yaml.YAMLError):
             return None
         if not isinstance(content, dict):
-            found = "nothing (an empty file)" if content is None else f"a {type(content).__name__}"
+            kind = type(content).__name__
+            found = "nothing (an empty file)" if content is None else f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
             return f"{path}: a config file must hold a mapping of keys (KEY: value lines), but it holds {found}"
         base = content.get("_BASE_")
         if not isinstance(base, str):
