@@ -1,0 +1,63 @@
+"""benchmarks/prediction_profile.py: one image's prediction split into exclusive parts that add up."""
+import os
+
+import numpy as np
+import torch
+from detectron2.modeling import build_model
+from PIL import Image
+
+import prediction_profile  # benchmarks/, on sys.path through pytest.ini
+from maskrcnnpp.data.synthetic import make_image
+from maskrcnnpp.engine.setup import load_cfg
+from maskrcnnpp.predict import NucleiPredictor, parse_formats
+
+CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
+
+
+def random_predictor(repo_root):
+    cfg = load_cfg(os.path.join(repo_root, CONFIG), ["TEST.NUCLEI.SCORE_THRESHOLD", "0.0",
+                                                     "TEST.DETECTIONS_PER_IMAGE", "20"])
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    return NucleiPredictor(cfg, model=model)
+
+
+def images(folder, count=2):
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(count):
+        path = os.path.join(folder, f"cells_{k}.png")
+        Image.fromarray(make_image(rng, 96, 128)[0]).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_parts_are_exclusive_and_add_up_to_each_models_total(repo_root, tmp_path):
+    paths = images(str(tmp_path))
+    models = {"a": random_predictor(repo_root), "b": random_predictor(repo_root)}
+    results = prediction_profile.profile(models, paths, parse_formats("labels,qupath"), warmup=0)
+    for name, (clock, totals) in results.items():
+        assert len(totals) == 2 and all(nuclei > 0 for _, _, nuclei in totals)
+        parts = set(clock.totals)
+        assert {"read", "mask pasting", "write labels", "write QuPath", prediction_profile.OTHER,
+                "backbone + neck, final pass", "RPN, final pass", "box head, final pass",
+                "mask head, final pass", "backbone + neck, estimate pass"} <= parts, parts
+        assert "write ImageJ" not in parts and "overlay" not in parts  # only the chosen outputs
+        for column in (0, 1):  # wall, CPU: the exclusive parts add up to the measured totals
+            parts_sum = sum(v[column] for v in clock.totals.values())
+            measured = sum(t[column] for t in totals)
+            assert abs(parts_sum - measured) <= 0.05 * measured + 0.01
+        assert all(v[0] >= 0 and v[1] >= 0 for v in clock.totals.values())
+    text = prediction_profile.render(results, "2 sample images", "python benchmarks/prediction_profile.py")
+    assert "| read |" in text and "| **total per image** |" in text and "a wall ms" in text
+
+
+def test_instrumentation_is_removed_afterwards(repo_root, tmp_path):
+    predictor = random_predictor(repo_root)
+    before = prediction_profile.predict_cli.read_image_rgb8
+    clock = prediction_profile.PartClock()
+    with prediction_profile.instrumented(clock, predictor.model):
+        assert prediction_profile.predict_cli.read_image_rgb8 is not before
+    assert prediction_profile.predict_cli.read_image_rgb8 is before
+    predictor(np.asarray(Image.open(images(str(tmp_path), 1)[0]).convert("RGB")))
+    assert not clock.totals  # nothing reaches the clock once the hooks are gone
