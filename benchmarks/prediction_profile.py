@@ -24,6 +24,7 @@ from collections import defaultdict
 import torch
 
 import repo_path  # noqa: F401  (this checkout's maskrcnnpp first on sys.path)
+import maskrcnnpp  # noqa: E402,F401  (guards and dataset registration before detectron2)
 from measure import REPO, command_text, git_commit, machine_description  # noqa: E402
 
 from detectron2.data import DatasetCatalog  # noqa: E402
