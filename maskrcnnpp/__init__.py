@@ -8,7 +8,7 @@ from .compat import install_guards
 install_guards()  # before any detectron2.layers import, see compat.py
 
 from .config import add_maskrcnnpp_config  # noqa: E402
-from . import data, evaluation, modeling  # noqa: E402,F401  (registration side effects)
+from . import data, evaluation, model_zoo, modeling  # noqa: E402,F401  (registration side effects)
 
 __all__ = ["add_maskrcnnpp_config"]
 __version__ = "0.1.0"

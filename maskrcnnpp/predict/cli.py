@@ -21,6 +21,7 @@ from typing import List, Optional
 from PIL import Image
 from tqdm import tqdm
 
+from .. import model_zoo
 from ..engine.setup import load_cfg
 from ..errors import EXIT_USER_ERROR, UserError, debug_enabled
 from ..utils.json_io import atomic_write
@@ -62,7 +63,11 @@ def build_parser():
         "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml --input images/ --output predictions "
         "MODEL.WEIGHTS output/model_final.pth",
     )
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="the model's config")
+    parser.add_argument("--config-file", metavar="FILE",
+                        help="the model's config, with MODEL.WEIGHTS (default: a model of the model zoo, --model)")
+    parser.add_argument("--model", metavar="NAME",
+                        help="a model of the model zoo by name: its config, and MODEL.WEIGHTS maskrcnnpp://NAME "
+                        "(default, without --config-file: the zoo's default model)")
     parser.add_argument(
         "--input", nargs="+", required=True, metavar="PATH",
         help="image files, folders of images and/or glob patterns (quote them)",
@@ -130,9 +135,15 @@ def main(argv=None):
             return EXIT_FATAL
     try:
         formats = parse_formats(args.formats)
-        cfg = load_cfg(args.config_file, opts)
+        config_file = args.config_file
+        if args.model or not config_file:
+            if args.model and config_file:
+                raise UserError("--model and --config-file name two models: give one of them")
+            name = args.model or model_zoo.default_model()
+            config_file, opts = model_zoo.config_path(name), ["MODEL.WEIGHTS", model_zoo.PREFIX + name] + opts
+        cfg = load_cfg(config_file, opts)
         layout = prepare_output_dir(args.output or os.path.join(cfg.OUTPUT_DIR, "predictions"), formats)
-        predictor = NucleiPredictor(cfg, config_file=args.config_file)
+        predictor = NucleiPredictor(cfg, config_file=config_file)
         predictor.progress = not args.no_progress
         summary = predict_batch(predictor, inputs, layout, progress=not args.no_progress, diameter=args.diameter,
                                 page=args.page)
