@@ -11,6 +11,7 @@ import importlib.util
 import os
 import sys
 import types
+import warnings
 
 __all__ = ["install_guards", "applied_guards", "has_compiled_ops"]
 
@@ -121,8 +122,26 @@ def _guard_missing_compiled_ops():
     _APPLIED.append("detectron2._C stand-in")
 
 
+# Third-party warnings a user of the commands cannot act on, each silenced by its message and the
+# module it is attributed to (pytest.ini filters the same ones in the tests): a new one still shows.
+QUIET_WARNINGS = (
+    (r"`torch\.jit\.script` is deprecated", FutureWarning, r"torch\.jit\._script"),  # fvcore's import
+    (r"torch\.meshgrid: in an upcoming release", UserWarning, r"torch\.functional"),  # Detectron2's anchors
+    (r"The given NumPy array is not writable", UserWarning, r"detectron2\.data\.detection_utils"),
+    (r"The given NumPy array is not writable", UserWarning, r"fvcore\.transforms\.transform"),
+)
+
+
+def quiet_known_warnings():
+    """Ignore exactly the QUIET_WARNINGS (message and module both must match)."""
+    for message, category, module in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
 def install_guards():
-    """Apply the guards this Detectron2 needs; safe to call more than once."""
+    """Apply the guards this Detectron2 needs, and quiet the known third-party warnings; safe to
+    call more than once."""
+    quiet_known_warnings()
     _guard_pillow_linear()
     _guard_numpy_aliases()
     _guard_missing_compiled_ops()

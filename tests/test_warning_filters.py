@@ -24,3 +24,25 @@ def test_third_party_warnings_are_filtered_by_module_and_message():
         (COPY_KEYWORD, "some/other/module.py"),
         ("a new pycocotools deprecation", "pycocotools/mask.py"),
     ]
+
+
+def test_commands_do_not_print_the_known_third_party_warnings(repo_root):
+    import subprocess
+    import sys
+
+    for tool in ("train_net.py", "predict.py"):
+        result = subprocess.run([sys.executable, f"tools/{tool}", "--help"], cwd=repo_root, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0 and "usage:" in result.stdout
+        assert "Warning" not in result.stderr, result.stderr[-1000:]
+
+
+def test_quieted_warnings_are_matched_by_module_too():
+    from maskrcnnpp.compat import quiet_known_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_known_warnings()
+        warn_from("torch.jit._script", "`torch.jit.script` is deprecated. Please switch to `torch.compile`", FutureWarning)
+        warn_from("my.own.module", "`torch.jit.script` is deprecated. Please switch to `torch.compile`", FutureWarning)
+    assert [w.filename for w in caught] == ["my/own/module.py"]
