@@ -102,7 +102,7 @@ def tiled_vs_untiled(args, image_path, small_tile=256, overlap=80, pad=32):
     def predict(img, tile_size):
         cfg = load_cfg(args.config_file, ["MODEL.WEIGHTS", args.weights, "TEST.TILE_SIZE", str(tile_size),
                                           "TEST.TILE_OVERLAP", str(overlap)])
-        return NucleiPredictor(cfg, config_file=args.config_file)(img, diameter=args.check_diameter)
+        return NucleiPredictor(cfg, config_file=args.config_file)(img, diameter=args.check_diameter).detections
 
     untiled = [d.mask.full(shape) for d in predict(image, 4 * max(shape))]
     tiled = [d.mask.full(shape) for d in predict(image, small_tile)]

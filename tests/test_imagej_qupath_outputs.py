@@ -17,7 +17,7 @@ from maskrcnnpp.predict.outputs import (
     write_imagej_rois,
     write_qupath_geojson,
 )
-from maskrcnnpp.predict.predictor import CroppedMask, Detection
+from maskrcnnpp.predict.predictor import CroppedMask, Detection, Prediction
 
 
 def rasterise(rings, shape):
@@ -116,7 +116,7 @@ def _predict(tmp_path, formats):
     detections = [Detection((3.0, 4.0, 9.0, 9.0), 0.93, 1, CroppedMask(4, 3, bits)),
                   Detection((20.0, 10.0, 26.0, 15.0), 0.61, 1, CroppedMask(10, 20, bits))]
     layout = prepare_output_dir(str(tmp_path / "out"), formats)
-    return cli.predict_batch(lambda image: detections, [str(tmp_path / "cells.png")], layout, progress=False)
+    return cli.predict_batch(lambda image, **options: Prediction(detections), [str(tmp_path / "cells.png")], layout, progress=False)
 
 
 def test_predict_writes_the_imagej_and_qupath_outputs_by_default(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from maskrcnnpp.data.diameter import median_diameter
 from maskrcnnpp.errors import UserError
-from maskrcnnpp.predict.predictor import NucleiPredictor, check_diameter
+from maskrcnnpp.predict.predictor import NucleiPredictor, Prediction, check_diameter
 from stub_disk_model import StubDiskModel, disks_image, stub_cfg
 from maskrcnnpp.data.synthetic import ellipse_mask
 
@@ -31,10 +31,10 @@ def test_estimator_recovers_a_known_diameter_within_10_percent(diameter):
     image, masks = disks_image((360, 400), diameter, 25, seed=int(diameter))
     known = median_diameter(m.sum() for m in masks)
     p = predictor()
-    detections = p(image)
-    assert p.last_diameter_source == "estimated"
-    assert p.last_diameter == pytest.approx(known, rel=0.10)
-    assert len(detections) == len(masks)
+    prediction = p(image)
+    assert prediction.diameter_source == "estimated" and prediction.estimate_passes >= 2
+    assert prediction.diameter == pytest.approx(known, rel=0.10)
+    assert len(prediction.detections) == len(masks)
     # the second pass saw the nuclei at the working diameter
     last_pass = p.model.seen[-len(masks) :]
     assert median_diameter(np.pi * np.square(last_pass) / 4) == pytest.approx(17.0, rel=0.12)
@@ -44,33 +44,34 @@ def test_estimate_ignores_detections_below_the_score_threshold():
     image, masks = disks_image((300, 300), 30.0, 12)
     p = predictor(StubDiskModel(junk=60))
     p.score_threshold = 0.05  # as the evaluation wrapper does, to keep low scores for COCO AP
-    detections = p(image)
-    assert p.last_diameter == pytest.approx(median_diameter(m.sum() for m in masks), rel=0.1)
+    prediction = p(image)
+    detections = prediction.detections
+    assert prediction.diameter == pytest.approx(median_diameter(m.sum() for m in masks), rel=0.1)
     assert sum(d.score >= 0.5 for d in detections) == len(masks) and len(detections) > len(masks)
 
 
 def test_given_diameter_brings_nuclei_to_the_working_scale():
     image, masks = disks_image((300, 300), 34.0, 12)
     p = predictor()
-    detections = p(image, diameter=34.0)
-    assert p.last_diameter_source == "given" and p.last_diameter == 34.0
-    assert len(detections) == len(masks)
+    prediction = p(image, diameter=34.0)
+    assert prediction.diameter_source == "given" and prediction.diameter == 34.0
+    assert prediction.estimate_passes == 0 and len(prediction.detections) == len(masks)
     assert median_diameter(np.pi * np.square(p.model.seen) / 4) == pytest.approx(17.0, rel=0.1)
 
 
 def test_no_nuclei_falls_back_to_the_default_with_a_warning_naming_the_file():
     warnings = []
     p = predictor()
-    detections = p(np.full((200, 200, 3), 20, np.uint8), name="empty_field.png", warn=warnings.append)
-    assert detections == []
-    assert p.last_diameter_source == "default" and p.last_diameter == 17.0
+    prediction = p(np.full((200, 200, 3), 20, np.uint8), name="empty_field.png", warn=warnings.append)
+    assert prediction.detections == []
+    assert prediction.diameter_source == "default" and prediction.diameter == 17.0
     assert len(warnings) == 1 and "empty_field.png" in warnings[0] and "TEST.DEFAULT_DIAMETER" in warnings[0]
 
 
 def test_large_image_in_tiles_has_every_nucleus_once():
     image, masks = disks_image((700, 820), 20.0, 160, seed=7)
     p = predictor(TEST__TILE_SIZE=192, TEST__TILE_OVERLAP=48)
-    detections = p(image, diameter=20.0)
+    detections = p(image, diameter=20.0).detections
     assert len(detections) == len(masks)
     truth = np.zeros(image.shape[:2], np.int32)
     for k, m in enumerate(masks, start=1):
@@ -89,8 +90,9 @@ def test_large_image_in_tiles_has_every_nucleus_once():
 def test_image_size_policy_is_unchanged_without_a_diameter():
     p = NucleiPredictor(scale_cfg(INPUT__SCALE_POLICY="image_size"), model=StubDiskModel(largest=200.0))
     image, masks = disks_image((128, 128), 16.0, 5)
-    detections = p(image)
-    assert p.last_diameter is None and len(detections) == len(masks)
+    prediction = p(image)
+    assert prediction.diameter is None and prediction.diameter_source is None
+    assert len(prediction.detections) == len(masks)
     # ResizeShortestEdge to 800 px: the model saw the nuclei 6.25 times larger
     assert median_diameter(np.pi * np.square(p.model.seen) / 4) == pytest.approx(16.0 * 800 / 128, rel=0.1)
 
@@ -164,7 +166,7 @@ def test_more_than_65535_nuclei_give_a_32_bit_tiff(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "coco_records", lambda *args: [])
     messages = []
     result = cli.predict_image(
-        lambda image: detections, str(path), "dense", 1, layout, cli.CocoResultsWriter(open(tmp_path / "r.json", "w")),
+        lambda image, **options: Prediction(detections), str(path), "dense", 1, layout, cli.CocoResultsWriter(open(tmp_path / "r.json", "w")),
         report=messages.append,
     )
     assert result.label_path.endswith("dense.tif") and result.num_nuclei == count
@@ -194,7 +196,7 @@ def test_diameter_larger_than_the_image_fails_that_image_only(tmp_path):
     Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "small.png")
     messages = []
     summary = predict_batch(
-        lambda image, **options: [], [str(tmp_path / "small.png")], prepare_output_dir(str(tmp_path / "out")),
+        lambda image, **options: Prediction([]), [str(tmp_path / "small.png")], prepare_output_dir(str(tmp_path / "out")),
         progress=False, report=messages.append, diameter=80.0,
     )
     assert summary.images == [] and len(summary.errors) == 1

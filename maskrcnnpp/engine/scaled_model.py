@@ -46,8 +46,9 @@ class DiameterScaledModel(torch.nn.Module):
         height, width = image.shape[:2]
         name = item.get("file_name", "the image")
         diameter = item.get("median_diameter") if self.ground_truth_diameter else None
-        detections = self.predictor.predict(image, diameter=diameter, name=name, warn=logger.warning)
-        self.diameters.append((name, self.predictor.last_diameter, self.predictor.last_diameter_source))
+        prediction = self.predictor.predict(image, diameter=diameter, name=name, warn=logger.warning)
+        detections = prediction.detections
+        self.diameters.append((name, prediction.diameter, prediction.diameter_source))
         out_height, out_width = item.get("height", height), item.get("width", width)
         if (out_height, out_width) != (height, width):
             raise ValueError(

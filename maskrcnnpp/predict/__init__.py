@@ -3,6 +3,7 @@ sets and QuPath GeoJSON.
 
     from maskrcnnpp.predict import NucleiPredictor, predict_batch, prepare_output_dir
     predictor = NucleiPredictor(cfg)                       # cfg.MODEL.WEIGHTS is loaded
+    prediction = predictor(rgb_image)                      # .detections, .diameter, .diameter_source, ...
     summary = predict_batch(predictor, ["images/"], prepare_output_dir("predictions"))
 
 Five modules, one per job: ``inputs`` (image paths, reading images, the output
@@ -35,7 +36,7 @@ from .outputs import (
     write_label_image,
     write_qupath_geojson,
 )
-from .predictor import CroppedMask, Detection, NucleiPredictor, check_diameter, detections_from_raw_instances
+from .predictor import CroppedMask, Detection, NucleiPredictor, Prediction, check_diameter, detections_from_raw_instances
 from .tiling import predict_tiled, tile_grid
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Detection",
     "ImageResult",
     "NucleiPredictor",
+    "Prediction",
     "OUTPUT_FORMATS",
     "RESULTS_FILE_NAME",
     "build_label_image",

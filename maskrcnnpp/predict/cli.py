@@ -187,7 +187,8 @@ class BatchSummary:
 def predict_image(predictor, path, stem, image_id, layout, results_writer, diameter=None, report=None, page=None):
     """Predict one image and write its outputs; memory is released when it returns.
 
-    ``diameter``: --diameter (None: the predictor's policy). ``page``: --page, the page of a
+    ``predictor``: a NucleiPredictor, or any callable(image, diameter=, name=, warn=) returning a
+    Prediction. ``diameter``: --diameter (None: the predictor's policy). ``page``: --page, the page of a
     multi-page file (None: a file of several pages is refused). ``report`` receives
     one-line warnings (no nucleus to estimate the diameter, a 32-bit label image).
     """
@@ -195,12 +196,10 @@ def predict_image(predictor, path, stem, image_id, layout, results_writer, diame
     warn = lambda message: report(f"warning: {message}")  # noqa: E731
     image = read_image_rgb8(path, page, page_option="--page")
     shape = image.shape[:2]
-    # A NucleiPredictor is told the file's name for its warnings; any other callable gets the image.
-    options = {"name": path, "warn": warn} if isinstance(predictor, NucleiPredictor) else {}
     if diameter is not None:
         check_diameter(diameter, shape, path, option="--diameter")
-        options["diameter"] = diameter
-    detections = predictor(image, **options)
+    prediction = predictor(image, diameter=diameter, name=path, warn=warn)
+    detections = prediction.detections
     labels, kept = build_label_image(detections, shape)
     kept_detections = [detections[i] for i in kept]
     del detections
@@ -228,7 +227,7 @@ def predict_image(predictor, path, stem, image_id, layout, results_writer, diame
     if results_writer is not None:
         results_writer.add(coco_records(kept_detections, image_id, path, shape))
     return ImageResult(
-        path, overlay_path, label_path, len(kept_detections), getattr(predictor, "last_diameter", None),
+        path, overlay_path, label_path, len(kept_detections), prediction.diameter,
         imagej_path, qupath_path,
     )
 

@@ -14,6 +14,7 @@ diameter is the caller's, or estimated from the image (estimate.py).
 """
 import math
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from typing import List, Optional, Tuple
 
@@ -34,7 +35,8 @@ from ..errors import UserError
 from .estimate import estimate_diameter
 from .tiling import predict_tiled
 
-__all__ = ["CroppedMask", "Detection", "NucleiPredictor", "check_diameter", "detections_from_raw_instances", "paste_cropped"]
+__all__ = ["CroppedMask", "Detection", "NucleiPredictor", "Prediction", "check_diameter",
+           "detections_from_raw_instances", "paste_cropped"]
 
 # A diameter under a pixel is not a nucleus' size.
 MIN_DIAMETER = 1.0
@@ -89,6 +91,18 @@ class Detection:
     # The model's M x M mask probabilities, kept while the mask is at the working scale
     # so that it can be pasted again at the original resolution.
     probabilities: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class Prediction:
+    """What one image's prediction found and how: its detections (sorted by decreasing score, masks
+    as crops), the nucleus diameter (image pixels) it was predicted at, and how that was found."""
+
+    detections: List[Detection]
+    diameter: Optional[float] = None  # None: INPUT.SCALE_POLICY image_size, resized by image size
+    diameter_source: Optional[str] = None  # "given", "estimated", "default" (none found to measure)
+    estimate_passes: int = 0  # passes of the diameter estimate (0: not estimated)
+    seconds: float = 0.0  # wall time of the prediction
 
 
 def paste_cropped(probabilities, box, shape, threshold=0.5) -> CroppedMask:
@@ -199,16 +213,11 @@ class NucleiPredictor:
         self.default_diameter = float(self.cfg.TEST.DEFAULT_DIAMETER)
         self.tile_size, self.tile_overlap = int(self.cfg.TEST.TILE_SIZE), int(self.cfg.TEST.TILE_OVERLAP)
         self.estimate_size = int(self.cfg.TEST.DIAMETER_ESTIMATE_SIZE)
-        self.last_estimate_passes = 0  # passes the last estimate took (0: not estimated)
         self.progress = False  # progress bar over the tiles of large images
-        # The nucleus diameter (original pixels) the last image was predicted at, and whether
-        # it was "given", "estimated" or the "default"; None for INPUT.SCALE_POLICY image_size.
-        self.last_diameter: Optional[float] = None
-        self.last_diameter_source: Optional[str] = None
 
     @torch.no_grad()
-    def __call__(self, image_rgb, diameter=None, name="the image", warn=None):
-        """Detections (sorted by decreasing score) of an H x W x 3 uint8 RGB image.
+    def __call__(self, image_rgb, diameter=None, name="the image", warn=None) -> Prediction:
+        """The Prediction of an H x W x 3 uint8 RGB image.
 
         ``diameter``: the nuclei's diameter in the image's pixels; given, the image is
         predicted at the working scale even under INPUT.SCALE_POLICY image_size. None
@@ -219,34 +228,38 @@ class NucleiPredictor:
         return self.predict(image, diameter, name, warn)
 
     @torch.no_grad()
-    def predict(self, image, diameter=None, name="the image", warn=None):
+    def predict(self, image, diameter=None, name="the image", warn=None) -> Prediction:
         """As ``__call__``, for an image already in INPUT.FORMAT (e.g. from a DatasetMapper)."""
+        start = time.perf_counter()
+        prediction = self._predict(image, diameter, name, warn)
+        prediction.seconds = time.perf_counter() - start
+        return prediction
+
+    def _predict(self, image, diameter, name, warn):
         if diameter is None and not self.by_diameter:
-            self.last_diameter = self.last_diameter_source = None
-            return self._predict_resized(image)
-        self.last_estimate_passes = 0
+            return Prediction(self._predict_resized(image))
         if diameter is not None:
             check_diameter(diameter, image.shape[:2], name)
-            self.last_diameter, self.last_diameter_source = float(diameter), "given"
-            return self.predict_at_diameter(image, float(diameter))
+            return Prediction(self.predict_at_diameter(image, float(diameter)), float(diameter), "given")
         estimate = estimate_diameter(
             self.predict_at_diameter, image, self.default_diameter, self.target_diameter,
             self.estimate_size, lambda d: d.score >= self.estimate_threshold,
         )
-        self.last_estimate_passes = estimate.passes
         if estimate.diameter is None:
             (warn or _print_warning)(
                 f"{name}: no nucleus found to estimate the diameter; used TEST.DEFAULT_DIAMETER "
                 f"{self.default_diameter:g} px (pass --diameter to set it)"
             )
-            self.last_diameter, self.last_diameter_source = self.default_diameter, "default"
+            found, source = self.default_diameter, "default"
         else:
-            self.last_diameter, self.last_diameter_source = estimate.diameter, "estimated"
+            found, source = estimate.diameter, "estimated"
         if estimate.detections is not None and (
             estimate.diameter is not None or estimate.detections_diameter == self.default_diameter
         ):
-            return estimate.detections  # the last pass covered the whole image at the right scale
-        return self.predict_at_diameter(image, self.last_diameter)
+            detections = estimate.detections  # the last pass covered the whole image at the right scale
+        else:
+            detections = self.predict_at_diameter(image, found)
+        return Prediction(detections, found, source, estimate.passes)
 
     def _predict_resized(self, image):
         """INPUT.SCALE_POLICY image_size: the whole image resized by its short side."""
