@@ -30,8 +30,8 @@ from PIL import Image
 from ..config import check_device
 from ..data.augmentation import build_nuclei_augmentation
 from ..data.segmentation import encode_mask
-from ..engine.checkpoint import load_weights_strictly
 from ..errors import UserError
+from ..weights import load_weights_strictly
 from .estimate import estimate_diameter
 from .tiling import predict_tiled
 
