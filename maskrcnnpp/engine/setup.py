@@ -138,7 +138,7 @@ def checked_cfg(args):
         if not cfg.DATASETS.TRAIN:
             raise ConfigError("DATASETS.TRAIN is empty; name the datasets to train on, "
                               "e.g. DATASETS.TRAIN \"('dsb2018_train',)\"")
-        world_size = args.num_gpus * args.num_machines
+        world_size = max(1, args.num_gpus * args.num_machines)  # --num-gpus 0 runs on the CPU, as 1
         if cfg.SOLVER.IMS_PER_BATCH % world_size:
             raise ConfigError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must divide evenly among the "
                               f"{world_size} GPUs (--num-gpus {args.num_gpus} x --num-machines {args.num_machines})")
