@@ -20,7 +20,6 @@ it (a real COCO) is never replaced.
 import json
 import os
 import shutil
-import tempfile
 
 import cv2
 import numpy as np
@@ -31,6 +30,7 @@ from PIL import Image
 
 from ..errors import UserError
 from ..utils.json_io import replace_folder
+from ..utils.temp_dirs import make_owned_temp_dir, remove_stale_temp_dirs
 
 __all__ = ["MARKER", "SPLITS", "register_synthetic_coco", "write_synthetic_coco"]
 
@@ -49,7 +49,8 @@ def write_synthetic_coco(root, images=(8, 4), size=(256, 320), seed=0):
         raise UserError(f"{target} exists and is not a synthetic dataset (no {MARKER} file in it); "
                         "choose another --output-root, the synthetic set never replaces a real COCO")
     os.makedirs(root, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".coco.", dir=root)
+    remove_stale_temp_dirs(root, ".coco-")  # left by a writer that was killed
+    staging = make_owned_temp_dir(root, ".coco-")
     try:
         rng = np.random.default_rng(seed)
         first_id = 1
