@@ -11,9 +11,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.8",
     packages=find_packages(include=["maskrcnnpp", "maskrcnnpp.*"]),
-    # The split file and the embedded DSB2018 sample ship with the package so that
-    # dataset registration works from any install, not only an editable one.
-    package_data={"maskrcnnpp.data": ["builtin/*.json", "builtin/sample/*", "builtin/sample/*/*"]},
+    # The split file, the embedded DSB2018 sample and the model zoo's models ship with the package
+    # so that dataset registration and maskrcnnpp://<name> work from any install, not only an editable one.
+    package_data={"maskrcnnpp.data": ["builtin/*.json", "builtin/sample/*", "builtin/sample/*/*"],
+                  "maskrcnnpp.model_zoo": ["*/*"]},
     include_package_data=True,
     # torch, torchvision and detectron2 are installed by install.sh (see README):
     # neither pip nor the registry can pick the right builds on its own.
