@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""A training run's evaluation curve: the metrics its periodic evaluations (TEST.EVAL_PERIOD)
+wrote to OUTPUT_DIR/metrics.json, one row per evaluation, to choose a schedule's length on val.
+
+    python benchmarks/val_curve.py output/zoo-screen --label zoo-length-screen
+
+Writes benchmarks/results/val_curve_<label>.md (the run's folder, its config's datasets and
+schedule, the command, machine and commit) and prints it.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import repo_path  # noqa: F401  (this checkout's maskrcnnpp first on sys.path)
+from measure import REPO, command_text, git_commit, machine_description  # noqa: E402
+
+from maskrcnnpp.errors import UserError, run_command  # noqa: E402
+from maskrcnnpp.utils.json_io import atomic_write  # noqa: E402
+
+# (metrics.json key, column title, digits): the nuclei evaluator's headline metrics, then COCO's
+COLUMNS = (
+    ("fg_iou", "fg IoU (%)", 2), ("fg_dice", "fg Dice (%)", 2), ("dsb_map", "DSB mAP", 3),
+    ("segm/AP", "segm AP", 1), ("bbox/AP", "bbox AP", 1),
+)
+
+
+def evaluations(output_dir):
+    """[(iteration, {column key: value})] of every evaluation in output_dir/metrics.json, in order;
+    a resumed run's repeated iterations keep their last record."""
+    path = os.path.join(output_dir, "metrics.json")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: not found (is {output_dir} a training run's OUTPUT_DIR?)")
+    found = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if line.strip():
+                    raise UserError(f"{path}: line {number} is not JSON (a run killed while writing it?)") from None
+                continue
+            values = {key: _value(record, key) for key, _, _ in COLUMNS}
+            if any(v is not None for v in values.values()):
+                found[record["iteration"]] = values
+    return sorted(found.items())
+
+
+def _value(record, key):
+    """The record's metric ``key``: Detectron2 flattens {"nuclei": {"fg_iou": ..}} to "nuclei/fg_iou"."""
+    for name in (key, f"nuclei/{key}"):
+        value = record.get(name)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def render(output_dir, rows, command):
+    lines = [
+        f"# Evaluation curve of `{os.path.basename(os.path.normpath(output_dir))}`",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {machine_description('cpu')}",
+        f"- commit: {git_commit()}",
+        f"- run: `{output_dir}`; one row per evaluation (TEST.EVAL_PERIOD), iteration numbers counted from 1",
+        "",
+        "| iteration | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+        "| ---: |" + " ---: |" * len(COLUMNS),
+    ]
+    for iteration, values in rows:
+        cells = [f"{values[k]:.{d}f}" if values[k] is not None else "" for k, _, d in COLUMNS]
+        lines.append(f"| {iteration + 1} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("output_dir", help="the training run's OUTPUT_DIR")
+    parser.add_argument("--label", required=True, help="names the report: val_curve_<label>.md")
+    parser.add_argument("--results-dir", default=os.path.join(REPO, "benchmarks", "results"))
+    args = parser.parse_args(argv)
+    rows = run_command(evaluations, args.output_dir)
+    table = render(args.output_dir, rows, command_text("benchmarks/val_curve.py", argv))
+    print(table)
+    output = os.path.join(args.results_dir, f"val_curve_{args.label}.md")
+    with atomic_write(output, encoding="utf-8") as f:
+        f.write(table)
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""benchmarks/val_curve.py: a run's periodic evaluations read back from its metrics.json."""
+import json
+
+import pytest
+
+import val_curve  # benchmarks/, on sys.path through pytest.ini
+from maskrcnnpp.errors import UserError
+
+
+def write_metrics(folder, records, tail=""):
+    with open(folder / "metrics.json", "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records) + tail)
+
+
+def test_one_row_per_evaluation_the_last_of_a_repeated_iteration_kept(tmp_path):
+    write_metrics(tmp_path, [
+        {"iteration": 19, "total_loss": 1.0},
+        {"iteration": 999, "nuclei/fg_iou": 70.0, "nuclei/dsb_map": 0.30, "segm/AP": 35.0, "bbox/AP": float("nan")},
+        {"iteration": 1999, "fg_iou": 72.0, "dsb_map": 0.33},
+        {"iteration": 1999, "fg_iou": 73.5, "dsb_map": 0.34},  # evaluated again after a resume
+    ])
+    rows = val_curve.evaluations(str(tmp_path))
+    assert [i for i, _ in rows] == [999, 1999]
+    assert rows[0][1]["fg_iou"] == 70.0 and rows[0][1]["bbox/AP"] is None
+    assert rows[1][1]["fg_iou"] == 73.5 and rows[1][1]["segm/AP"] is None
+    text = val_curve.render(str(tmp_path), rows, "python benchmarks/val_curve.py run")
+    assert "| 1000 | 70.00 |  | 0.300 | 35.0 |  |" in text  # no fg Dice, bbox AP NaN: empty cells
+    assert "| 2000 | 73.50 |" in text
+
+
+def test_a_half_written_line_and_a_missing_file_are_named(tmp_path):
+    write_metrics(tmp_path, [{"iteration": 999, "fg_iou": 70.0}], tail='{"iteration": 10')
+    with pytest.raises(UserError, match="metrics.json: line 2 is not JSON"):
+        val_curve.evaluations(str(tmp_path))
+    with pytest.raises(UserError, match="not found"):
+        val_curve.evaluations(str(tmp_path / "nowhere"))
