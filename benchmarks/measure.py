@@ -124,3 +124,13 @@ def detector_gmacs(model, image):
     finally:
         model.train(was_training)
     return total / 1e9, by_module.get("model.backbone", 0) / 1e9, detections
+
+
+def publish(table, path):
+    """Print a report and write it to ``path`` atomically (a kill never leaves half a report)."""
+    from maskrcnnpp.utils.json_io import atomic_write
+
+    print(table)
+    with atomic_write(path, encoding="utf-8") as f:
+        f.write(table)
+    print(f"wrote {path}")

@@ -28,8 +28,7 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 from fvcore.nn import FlopCountAnalysis  # noqa: E402
 
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
-from maskrcnnpp.utils.json_io import atomic_write  # noqa: E402
-from measure import git_commit, machine_description  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
+from measure import git_commit, machine_description, publish  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NECKS = [
@@ -308,22 +307,14 @@ def main():
     args = parser.parse_args()
     command = "python " + " ".join(os.path.relpath(a) if a == sys.argv[0] else a for a in sys.argv)
     if args.twins:
-        table = render_twins(twin_rows(), command)
-        print(table)
-        output = args.output or os.path.join(ROOT, "benchmarks", "results", "neck_cost_twins.md")
-        with atomic_write(output, encoding="utf-8") as f:
-            f.write(table)
-        print(f"wrote {output}")
+        publish(render_twins(twin_rows(), command),
+                args.output or os.path.join(ROOT, "benchmarks", "results", "neck_cost_twins.md"))
         return
 
     necks = measure_necks(args)
     detectors = [] if args.skip_detector else measure_detectors(args)
-    table = render(necks, detectors, args, command)
-    print(table)
-    output = args.output or os.path.join(ROOT, "benchmarks", "results", f"neck_cost_{args.device}.md")
-    with atomic_write(output, encoding="utf-8") as f:
-        f.write(table)
-    print(f"wrote {output}")
+    publish(render(necks, detectors, args, command),
+            args.output or os.path.join(ROOT, "benchmarks", "results", f"neck_cost_{args.device}.md"))
 
 
 if __name__ == "__main__":

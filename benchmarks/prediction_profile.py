@@ -25,7 +25,7 @@ import torch
 
 import repo_path  # noqa: F401  (this checkout's maskrcnnpp first on sys.path)
 import maskrcnnpp  # noqa: E402,F401  (guards and dataset registration before detectron2)
-from measure import REPO, command_text, git_commit, machine_description  # noqa: E402
+from measure import REPO, command_text, git_commit, machine_description, publish  # noqa: E402
 
 from detectron2.data import DatasetCatalog  # noqa: E402
 
@@ -34,7 +34,6 @@ import maskrcnnpp.predict.predictor as predictor_module  # noqa: E402
 from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
 from maskrcnnpp.errors import run_command  # noqa: E402
 from maskrcnnpp.predict import NucleiPredictor, parse_formats, prepare_output_dir  # noqa: E402
-from maskrcnnpp.utils.json_io import atomic_write  # noqa: E402
 
 # (part, how it is reached): module attributes wrapped, in maskrcnnpp.predict.cli / .predictor
 FUNCTION_PARTS = (
@@ -203,11 +202,7 @@ def main(argv=None):
     results = profile(models, paths, run_command(parse_formats, args.formats))
     table = render(results, f"{len(paths)} of {args.dataset}, outputs: {args.formats}",
                    command_text("benchmarks/prediction_profile.py", argv))
-    print(table)
-    output = os.path.join(args.results_dir, f"prediction_profile_{args.label}.md")
-    with atomic_write(output, encoding="utf-8") as f:
-        f.write(table)
-    print(f"wrote {output}")
+    publish(table, os.path.join(args.results_dir, f"prediction_profile_{args.label}.md"))
 
 
 if __name__ == "__main__":

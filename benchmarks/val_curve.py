@@ -14,10 +14,10 @@ import os
 import sys
 
 import repo_path  # noqa: F401  (this checkout's maskrcnnpp first on sys.path)
-from measure import REPO, command_text, git_commit, machine_description  # noqa: E402
+import maskrcnnpp  # noqa: E402,F401  (its warning filters and guards first)
+from measure import REPO, command_text, git_commit, machine_description, publish  # noqa: E402
 
 from maskrcnnpp.errors import UserError, run_command  # noqa: E402
-from maskrcnnpp.utils.json_io import atomic_write  # noqa: E402
 
 # (metrics.json key, column title, digits): the nuclei evaluator's headline metrics, then COCO's
 COLUMNS = (
@@ -82,11 +82,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rows = run_command(evaluations, args.output_dir)
     table = render(args.output_dir, rows, command_text("benchmarks/val_curve.py", argv))
-    print(table)
-    output = os.path.join(args.results_dir, f"val_curve_{args.label}.md")
-    with atomic_write(output, encoding="utf-8") as f:
-        f.write(table)
-    print(f"wrote {output}")
+    publish(table, os.path.join(args.results_dir, f"val_curve_{args.label}.md"))
 
 
 if __name__ == "__main__":
