@@ -34,8 +34,8 @@ VAL = ("DATASETS.TEST", "('dsb2018_val',)")
 # The nested FPN of the final comparison: the best cost-matched variant of the val screen
 # (neck_ablation_val.md, at least 4 channels per GroupNorm group), which the configs ship.
 FINAL_NESTED_NAME = "val-nested-gn4"
-# 32 GroupNorm groups at every node (one channel per group at the 32-channel stride-4 nodes):
-# the nested FPN that the profiles screened before val chose val-nested-gn4's.
+# 32 GroupNorm groups at every node (one channel per group at the 32-channel stride-4 nodes): the
+# nested FPN of the profiles below that carry it, as their committed runs trained it.
 GN32 = ("MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "0")
 # Detectron2's resize by image size, the nuclei configs' policy before issue 13.
 IMAGE_SIZE = ("INPUT.SCALE_POLICY", "image_size")
