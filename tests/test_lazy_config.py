@@ -69,6 +69,8 @@ def test_lazy_config_trains_and_evaluates_on_synthetic_coco(repo_root, tmp_path)
     [
         (["--config-file", "no_such_config.py"], "no_such_config.py: config file not found"),
         (["--config-file", LAZY, "train.max_iters=1"], "config override 'train.max_iters=1': train has no key 'max_iters' (did you mean max_iter"),
+        (["--config-file", LAZY, "dataloader.train.mapper.augmentations.5=1"],
+         "dataloader.train.mapper.augmentations is a list of 2; '5' is not an index"),
         (["--config-file", LAZY], "train.device is cuda but no CUDA GPU is available here; add train.device=cpu"),
     ],
 )

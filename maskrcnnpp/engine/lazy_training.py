@@ -59,6 +59,10 @@ def _check_override_key(cfg, override):
     node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
     if node is None or not OmegaConf.is_config(node):
         raise UserError(f"config override {override!r}: the config has no {parent or key}")
+    if OmegaConf.is_list(node):
+        if not (leaf.isdigit() and int(leaf) < len(node)):
+            raise UserError(f"config override {override!r}: {parent} is a list of {len(node)}; {leaf!r} is not an index")
+        return
     if leaf not in node and "_target_" not in node:
         close = difflib.get_close_matches(leaf, [str(k) for k in node.keys()], n=3, cutoff=0.5)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
