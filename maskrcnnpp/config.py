@@ -214,15 +214,14 @@ def check_solver_config(cfg):
         raise ConfigError(f"SOLVER.STEPS must increase, not {tuple(steps)!r}")
 
 
-def check_device(cfg, num_gpus=1):
-    """ConfigError when MODEL.DEVICE or the GPU count asks for CUDA on a machine without it."""
+def check_device(device, num_gpus=1, key="MODEL.DEVICE", on_cpu="MODEL.DEVICE cpu"):
+    """ConfigError when ``device`` (the config's ``key``) or the GPU count asks for CUDA on a machine
+    without it; ``on_cpu``: the override that runs on the CPU instead, named in the message."""
     if torch.cuda.is_available():
         if num_gpus > torch.cuda.device_count():
             raise ConfigError(f"--num-gpus {num_gpus}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
         return
-    if cfg.MODEL.DEVICE.startswith("cuda"):
-        raise ConfigError(
-            f"MODEL.DEVICE is {cfg.MODEL.DEVICE} but no CUDA GPU is available here; add MODEL.DEVICE cpu to run on the CPU"
-        )
+    if str(device).startswith("cuda"):
+        raise ConfigError(f"{key} is {device} but no CUDA GPU is available here; add {on_cpu} to run on the CPU")
     if num_gpus > 1:
         raise ConfigError(f"--num-gpus {num_gpus}: no CUDA GPU is available here; train on the CPU with --num-gpus 1")

@@ -16,14 +16,14 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import maskrcnnpp  # noqa: E402  (first: registers parts and installs Detectron2 guards)
 
-import torch  # noqa: E402
 from detectron2.config import instantiate  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup  # noqa: E402
 
 from maskrcnnpp.engine import load_weights_strictly  # noqa: E402
 from maskrcnnpp.engine.lazy_training import evaluate, load_lazy_config, train  # noqa: E402
 from maskrcnnpp.engine.setup import launch_locked  # noqa: E402
-from maskrcnnpp.errors import UserError, run_command  # noqa: E402
+from maskrcnnpp.config import check_device  # noqa: E402
+from maskrcnnpp.errors import run_command  # noqa: E402
 
 
 def main(args, cfg):
@@ -39,9 +39,7 @@ def main(args, cfg):
 
 def checked_config(args):
     cfg = load_lazy_config(args.config_file, args.opts)
-    if str(cfg.train.device).startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"train.device is {cfg.train.device} but no CUDA GPU is available here; "
-                        "add train.device=cpu to run on the CPU")
+    check_device(cfg.train.device, key="train.device", on_cpu="train.device=cpu")
     return cfg
 
 

@@ -129,7 +129,7 @@ def check_weights(cfg):
 def checked_cfg(args):
     """The config of parsed Detectron2 arguments, its datasets and weights checked (UserError)."""
     cfg = load_cfg(args.config_file, args.opts)
-    check_device(cfg, args.num_gpus)
+    check_device(cfg.MODEL.DEVICE, args.num_gpus)
     if args.eval_only:
         if not cfg.DATASETS.TEST:
             raise ConfigError("--eval-only: DATASETS.TEST is empty; name the datasets to evaluate, "

@@ -190,7 +190,7 @@ class NucleiPredictor:
                 f"{config_file}: prediction needs an instance-segmentation model "
                 f"(GeneralizedRCNN with MASK_ON), not {cfg.MODEL.META_ARCHITECTURE}"
             )
-        check_device(cfg)
+        check_device(cfg.MODEL.DEVICE)
         self.cfg = cfg.clone()
         self.cfg.defrost()
         score_threshold = cfg.TEST.NUCLEI.SCORE_THRESHOLD
