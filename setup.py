@@ -39,6 +39,7 @@ setup(
             "maskrcnnpp-prepare-dsb2018=maskrcnnpp.data.prepare_dsb2018:main",
             "maskrcnnpp-import-labels=maskrcnnpp.data.import_labels:main",
             "maskrcnnpp-predict=maskrcnnpp.predict.cli:main",
+            "maskrcnnpp-train-size-head=maskrcnnpp.engine.size_head_training:main",
             "maskrcnnpp-evaluate-gt-as-predictions=maskrcnnpp.evaluation.gt_as_predictions:main",
             "maskrcnnpp-synthetic-coco=maskrcnnpp.data.synthetic_coco:main",
         ]

@@ -112,6 +112,7 @@ def _add_solver_config(cfg):
 
 SCALE_POLICIES = ("image_size", "diameter")
 DIAMETER_SOURCES = ("estimate", "ground_truth")
+DIAMETER_ESTIMATES = ("auto", "size_head", "search")
 
 
 def _add_scale_config(cfg):
@@ -141,6 +142,20 @@ def _add_scale_config(cfg):
     # Evaluation under "diameter": "estimate" (as predict does without --diameter) or
     # "ground_truth" (each image's median annotated diameter: the estimate's upper bound).
     cfg.TEST.DIAMETER_SOURCE = "estimate"
+    # How the diameter is estimated: "size_head" (a look or two of MODEL.SIZE_HEAD at the
+    # image's centre), "search" (predicting the centre at successive guesses, several
+    # times the cost), "auto": the size head when the weights carry one, else the search.
+    cfg.TEST.DIAMETER_ESTIMATE = "auto"
+    # The size head (modeling/size_head.py), trained after the detector with
+    # maskrcnnpp-train-size-head: the bottom-up features it reads, its width, and the range
+    # of view diameter / working diameter it is trained on.
+    cfg.MODEL.SIZE_HEAD = CN()
+    cfg.MODEL.SIZE_HEAD.IN_FEATURES = ["res3", "res4", "res5"]
+    cfg.MODEL.SIZE_HEAD.CHANNELS = 64
+    cfg.MODEL.SIZE_HEAD.VIEW_RANGE = (0.25, 4.0)
+    # A file holding its weights (a "size_head" entry). Empty: the MODEL.WEIGHTS file's, when
+    # the predictor loads the detector from it (model-zoo files carry both).
+    cfg.MODEL.SIZE_HEAD.WEIGHTS = ""
     # Inference at the working scale: square tiles of TILE_SIZE pixels overlapping by at
     # least TILE_OVERLAP pixels, at least the largest nucleus expected (80 = 4.7x the working
     # diameter; DSB2018's 99th percentile is 2.8x); each nucleus is taken from the one tile
@@ -165,6 +180,15 @@ def check_scale_config(cfg):
     ):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ConfigError(f"{key} must be a positive number of pixels, not {value!r}")
+    if cfg.TEST.DIAMETER_ESTIMATE not in DIAMETER_ESTIMATES:
+        raise ConfigError(
+            f"TEST.DIAMETER_ESTIMATE must be one of {', '.join(DIAMETER_ESTIMATES)}, not {cfg.TEST.DIAMETER_ESTIMATE!r}"
+        )
+    view_range = tuple(cfg.MODEL.SIZE_HEAD.VIEW_RANGE)
+    if len(view_range) != 2 or not all(is_finite_number(v) and v > 0 for v in view_range) or view_range[0] >= view_range[1]:
+        raise ConfigError(f"MODEL.SIZE_HEAD.VIEW_RANGE must be (low, high) with 0 < low < high, not {view_range!r}")
+    if int(cfg.MODEL.SIZE_HEAD.CHANNELS) < 1:
+        raise ConfigError(f"MODEL.SIZE_HEAD.CHANNELS must be at least 1, not {cfg.MODEL.SIZE_HEAD.CHANNELS!r}")
     jitter = tuple(cfg.INPUT.DIAMETER_JITTER)
     if len(jitter) != 2 or not 0 < jitter[0] <= jitter[1]:
         raise ConfigError(f"INPUT.DIAMETER_JITTER must be (low, high) with 0 < low <= high, not {jitter!r}")

@@ -15,7 +15,7 @@ from detectron2.utils.file_io import PathManager
 
 from .errors import MissingFileError, UserError, error_reason
 
-__all__ = ["describe_mismatch", "load_weights_strictly", "read_checkpoint", "weights_mismatch"]
+__all__ = ["describe_mismatch", "load_weights_strictly", "read_checkpoint", "state_mismatch", "weights_mismatch"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ def _as_detectron2_checkpoint(data, path, is_pkl):
         blobs = data.get("blobs", data)
         blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
         return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
-    if "model" not in data:  # a bare state dict
+    if "model" not in data and "size_head" not in data:  # a bare state dict
         data = {"model": data}
-    if not isinstance(data["model"], dict):
+    if not isinstance(data.get("model", {}), dict):
         raise UserError(f"{path}: not a checkpoint (its 'model' entry is not a dict of weights)")
     return data
 
@@ -100,10 +100,13 @@ def _model_state(checkpoint, model):
 
 def weights_mismatch(model, checkpoint):
     """One line naming the keys that differ between ``model`` and ``checkpoint``, or ""."""
-    return _state_mismatch(model, _model_state(checkpoint, model))
+    if "model" not in checkpoint:
+        return "the file holds a size head only, no detector weights"
+    return state_mismatch(model, _model_state(checkpoint, model))
 
 
-def _state_mismatch(model, state):
+def state_mismatch(model, state):
+    """One line naming the keys of ``state`` that differ from ``model``'s (any module), or ""."""
     expected = model.state_dict()
     missing = sorted(k for k in expected if k not in state)
     unexpected = sorted(k for k in state if k not in expected)
@@ -136,12 +139,18 @@ def _first(items):
 def load_weights_strictly(model, weights, config_file="the config"):
     """Load ``weights`` into ``model``; raise UserError naming the file and keys unless every
     key and shape matches. For evaluation and prediction, where a partly random model
-    would give a silent wrong answer."""
+    would give a silent wrong answer. Returns the checkpoint read (it may carry more, e.g. a
+    size head)."""
     if not weights:
         raise UserError(f"no weights given: set MODEL.WEIGHTS to a checkpoint trained with {config_file}")
-    state = _model_state(read_checkpoint(weights), model)
-    problem = _state_mismatch(model, state)
+    checkpoint = read_checkpoint(weights)
+    if "model" not in checkpoint:
+        raise UserError(f"{weights}: holds a size head only, no detector weights: give it as MODEL.SIZE_HEAD.WEIGHTS "
+                        "and the detector's checkpoint as MODEL.WEIGHTS")
+    state = _model_state(checkpoint, model)
+    problem = state_mismatch(model, state)
     if problem:
         raise UserError(f"{weights}: weights do not match {config_file}: {problem}")
     model.load_state_dict(state, strict=True)
     logger.info(f"Loaded weights from {weights} (every key matches the model)")
+    return checkpoint

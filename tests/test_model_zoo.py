@@ -17,6 +17,8 @@ from maskrcnnpp.data.synthetic import make_image
 from maskrcnnpp.engine import NucleiCheckpointer, load_weights_strictly, read_checkpoint
 from maskrcnnpp.engine.setup import load_cfg
 from maskrcnnpp.errors import UserError
+from maskrcnnpp.modeling.size_head import build_size_head
+from maskrcnnpp.predict.predictor import NucleiPredictor
 from maskrcnnpp.predict.cli import EXIT_FATAL, main
 
 CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
@@ -31,11 +33,13 @@ def exported(tmp_path_factory):
     model = build_model(cfg)
     folder = tmp_path_factory.mktemp("trained")
     NucleiCheckpointer(model, save_dir=str(folder)).save("model_final")
+    head = build_size_head(cfg, model)
+    torch.save({"size_head": head.state_dict()}, folder / "size_head.pth")
     root = tmp_path_factory.mktemp("zoo")
     model_zoo.export_model("tiny", cfg, str(folder / "model_final.pth"),
                            {"command": "python tools/train_net.py ...", "metrics": {"fg_iou": 0.0}},
-                           default=True, root=str(root))
-    return str(root), model.state_dict()
+                           default=True, root=str(root), size_head=str(folder / "size_head.pth"))
+    return str(root), model.state_dict(), head.state_dict()
 
 
 @pytest.fixture
@@ -45,7 +49,7 @@ def zoo(exported, monkeypatch):
 
 
 def test_export_writes_half_precision_weights_under_32_mib_with_their_sha256(zoo):
-    root, _ = zoo
+    root, *_ = zoo
     info = json.load(open(os.path.join(root, "tiny", "model.json")))
     path = os.path.join(root, "tiny", info["weights"])
     assert os.path.getsize(path) <= 32 * 2 ** 20  # the product's R-18 model fits the zoo's limit
@@ -56,7 +60,7 @@ def test_export_writes_half_precision_weights_under_32_mib_with_their_sha256(zoo
 
 
 def test_weights_load_by_name_through_pathmanager_into_the_fp32_model(zoo):
-    _, original = zoo
+    _, original, _ = zoo
     assert PathManager.get_local_path("maskrcnnpp://tiny").endswith("model_final_fp16.pth")
     model = build_model(load_cfg(model_zoo.config_path("tiny")))
     load_weights_strictly(model, "maskrcnnpp://tiny")
@@ -67,8 +71,18 @@ def test_weights_load_by_name_through_pathmanager_into_the_fp32_model(zoo):
             assert torch.equal(loaded[key], value.half().float()), key
 
 
+def test_the_zoo_file_carries_the_size_head_that_prediction_uses(zoo):
+    _, _, head = zoo
+    cfg = load_cfg(model_zoo.config_path("tiny"), ["MODEL.WEIGHTS", "maskrcnnpp://tiny"])
+    predictor = NucleiPredictor(cfg, "tiny")
+    loaded = predictor.size_reader.head.state_dict()
+    assert set(loaded) == set(head) and all(torch.equal(loaded[k], head[k].half().float()) for k in head)
+    prediction = predictor(make_image(np.random.default_rng(0), 128, 128)[0])
+    assert prediction.diameter_source == "size_head" and prediction.estimate_passes in (1, 2)
+
+
 def test_a_damaged_file_and_an_unknown_name_are_refused_in_one_line(zoo, tmp_path, monkeypatch):
-    root, _ = zoo
+    root, *_ = zoo
     damaged = tmp_path / "zoo"
     os.makedirs(damaged / "tiny")
     for name in os.listdir(os.path.join(root, "tiny")):

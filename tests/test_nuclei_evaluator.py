@@ -15,7 +15,10 @@ from detectron2.structures import Boxes, Instances
 from maskrcnnpp import add_maskrcnnpp_config
 from maskrcnnpp.evaluation import NucleiEvaluator
 from maskrcnnpp.data.segmentation import decode_segmentation, encode_mask
+from maskrcnnpp.data.diameter import median_diameter_of_record
+from maskrcnnpp.evaluation.cropped_masks import CroppedMaskStack
 from maskrcnnpp.evaluation.nuclei_evaluator import ground_truth_as_instances
+from maskrcnnpp.predict.predictor import CroppedMask
 from square_masks import polygon_of, square
 
 SQUARES_PER_DENSE_IMAGE = 150
@@ -171,3 +174,42 @@ def test_sem_seg_outputs_give_foreground_metrics_only(dataset, tmp_path):
     assert set(nuclei) == {"fg_iou", "fg_dice", "fg_iou_pooled", "fg_dice_pooled", "num_images"}
     assert nuclei["fg_iou"] == pytest.approx(100.0)
     assert nuclei["fg_dice_pooled"] == pytest.approx(100.0)
+
+
+def gt_as_cropped_predictions(record):
+    """The ground truth again, its masks kept as crops (as the diameter-scaled model gives them),
+    and a diameter 10 % above the annotated one (none on the image without nuclei)."""
+    instances = ground_truth_as_instances(record)
+    crops = [CroppedMask.from_full(m.numpy()) for m in instances.pred_masks]
+    instances.pred_masks = CroppedMaskStack(crops, instances.image_size)
+    own = median_diameter_of_record({k: v for k, v in record.items() if k != "median_diameter"})
+    return {"instances": instances, "diameter": 1.1 * own if own else 17.0,
+            "diameter_source": "size_head" if own else "default"}
+
+
+def test_crops_score_as_full_masks_and_the_diameter_error_is_summarised(dataset, tmp_path):
+    full = run(NucleiEvaluator(dataset, max_dets_per_image=200, distributed=False), dataset, gt_as_predictions)
+    cropped = run(NucleiEvaluator(dataset, str(tmp_path), max_dets_per_image=200, distributed=False), dataset,
+                  gt_as_cropped_predictions)
+    assert_perfect_nuclei_metrics(cropped["nuclei"])
+    assert cropped["segm"]["AP"] == pytest.approx(full["segm"]["AP"]) == pytest.approx(100.0)
+    # two images with nuclei, both 10 % over; the empty image has no annotated diameter
+    assert cropped["nuclei"]["diameter_median_error"] == pytest.approx(10.0)
+    assert cropped["nuclei"]["diameter_off_1.5x"] == 0.0
+    assert "diameter_median_error" not in full["nuclei"]
+    images = json.load(open(tmp_path / "nuclei_metrics.json"))["images"]
+    assert [r["annotated_diameter"] is None for r in images] == [False, False, True]
+
+
+def test_a_crop_stack_reads_as_the_full_masks_it_stands_for():
+    masks = torch.zeros((3, 20, 30), dtype=torch.bool)
+    masks[0, 2:5, 3:9] = True
+    masks[1, 10:20, 25:30] = True
+    masks[2, 0:1, 0:1] = True
+    stack = CroppedMaskStack([CroppedMask.from_full(m.numpy()) for m in masks], (20, 30))
+    assert len(stack) == 3 and stack.shape == (3, 20, 30) and stack.to("cpu") is stack
+    assert all((a == b.numpy()).all() for a, b in zip(stack, masks))
+    assert (stack[-1] == masks[2].numpy()).all()
+    picked = stack[torch.tensor([True, False, True])]
+    assert len(picked) == 2 and (picked[1] == masks[2].numpy()).all()
+    assert [m.sum() for m in stack[1:]] == [50, 1] and len(stack[[0]]) == 1

@@ -32,7 +32,7 @@ def test_estimator_recovers_a_known_diameter_within_10_percent(diameter):
     known = median_diameter(m.sum() for m in masks)
     p = predictor()
     prediction = p(image)
-    assert prediction.diameter_source == "estimated" and prediction.estimate_passes >= 2
+    assert prediction.diameter_source == "search" and prediction.estimate_passes >= 2
     assert prediction.diameter == pytest.approx(known, rel=0.10)
     assert len(prediction.detections) == len(masks)
     # the second pass saw the nuclei at the working diameter

@@ -55,7 +55,7 @@ def test_wrapper_predicts_each_image_at_its_diameter(dataset, tmp_path, source):
         assert len(output) == len(record["annotations"])
         assert output.pred_masks.shape[1:] == (record["height"], record["width"])
     for (file_name, diameter, used), record in zip(wrapper.diameters, records):
-        assert used == ("given" if source == "ground_truth" else "estimated")
+        assert used == ("given" if source == "ground_truth" else "search")
         assert diameter == pytest.approx(record["median_diameter"], rel=0.1)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from maskrcnnpp.predict.predictor import CroppedMask, Detection
-from maskrcnnpp.predict.tiling import predict_tiled, tile_grid, tile_starts
+from maskrcnnpp.predict.tiling import fitted_tile_size, predict_tiled, tile_grid, tile_starts
 from maskrcnnpp.data import synthetic
 from maskrcnnpp.data.synthetic import ellipse_mask
 
@@ -97,6 +97,18 @@ def test_tiles_cover_with_the_overlap_and_cores_partition(length):
     for t in tiles:  # each core lies at least half the overlap inside its tile's inner sides
         assert t.core_y0 == -np.inf or t.core_y0 - t.y0 >= OVERLAP / 2
         assert t.core_y1 == np.inf or t.y1 - t.core_y1 >= OVERLAP / 2
+
+
+@pytest.mark.parametrize("length,tile,overlap,fitted", [(696, 512, 80, 388), (1000, 512, 80, 387), (512, 512, 80, 512),
+                                                       (513, 512, 80, 297), (2048, 512, 80, 474)])
+def test_a_side_takes_as_few_tiles_as_the_tile_size_needs_each_no_longer_than_that(length, tile, overlap, fitted):
+    assert fitted_tile_size(length, tile, overlap) == fitted
+    rows = {(t.y0, t.y1) for t in tile_grid(length, 10, tile, overlap)}
+    assert len(rows) == len(tile_starts(length, tile, overlap))  # as many tiles as full-size ones
+    assert {y1 - y0 for y0, y1 in rows} == {fitted}
+    spans = sorted(rows)
+    assert spans[0][0] == 0 and spans[-1][1] == length
+    assert all(b0 < a1 and a1 - b0 >= overlap for (_, a1), (b0, _) in zip(spans, spans[1:]))
 
 
 def test_tile_not_larger_than_overlap_is_refused():

@@ -6,17 +6,19 @@ size (no resize), and :class:`DiameterScaledModel` predicts each one as
 diameter, tiles, stitching), with the diameter estimated or, with
 TEST.DIAMETER_SOURCE "ground_truth", the image's median annotated diameter.
 It returns what GeneralizedRCNN returns in inference (``{"instances": ...}`` at
-the original size), so the evaluators and ``inference_on_dataset`` stay as they are.
+the original size), so the evaluators and ``inference_on_dataset`` stay as they are, plus
+the diameter the image was predicted at and how it was found ("diameter",
+"diameter_source"), which the nuclei evaluator compares with the annotated one.
 
-The evaluators read full-size masks (N x H x W), so they are made here, per
-image; prediction itself (tools/predict.py) never makes them.
+The masks stay crops (evaluation/cropped_masks.py): the evaluators read one full-size
+mask at a time, or paint the crops, and no N x H x W array is made.
 """
 import logging
 
-import numpy as np
 import torch
 from detectron2.structures import Boxes, Instances
 
+from ..evaluation.cropped_masks import CroppedMaskStack
 from ..predict.predictor import NucleiPredictor
 
 __all__ = ["DiameterScaledModel"]
@@ -40,7 +42,7 @@ class DiameterScaledModel(torch.nn.Module):
             raise RuntimeError("DiameterScaledModel is for inference; train the wrapped model")
         return [self.predict_one(item) for item in batched_inputs]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_one(self, item):
         image = item["image"].permute(1, 2, 0).cpu().numpy()  # H x W x C in INPUT.FORMAT
         height, width = image.shape[:2]
@@ -59,9 +61,5 @@ class DiameterScaledModel(torch.nn.Module):
         instances.pred_boxes = Boxes(torch.tensor([d.box for d in detections], dtype=torch.float32).reshape(-1, 4))
         instances.scores = torch.tensor([d.score for d in detections], dtype=torch.float32)
         instances.pred_classes = torch.tensor([d.category_id - 1 for d in detections], dtype=torch.int64)
-        masks = np.zeros((len(detections), height, width), dtype=bool)
-        for k, detection in enumerate(detections):
-            m = detection.mask
-            masks[k, m.y0 : m.y1, m.x0 : m.x1] = m.bits
-        instances.pred_masks = torch.from_numpy(masks)
-        return {"instances": instances}
+        instances.pred_masks = CroppedMaskStack([d.mask for d in detections], (height, width))
+        return {"instances": instances, "diameter": prediction.diameter, "diameter_source": prediction.diameter_source}

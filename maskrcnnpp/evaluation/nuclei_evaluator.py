@@ -22,8 +22,11 @@ from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import create_small_table  # noqa: E402
 
+from ..data.diameter import median_diameter_of_record  # noqa: E402
 from ..data.segmentation import LazyMasks, decode_segmentation  # noqa: E402
 from ..utils.json_io import write_json_atomic  # noqa: E402
+from .cropped_masks import CroppedMaskStack  # noqa: E402
+from .diameter_errors import diameter_errors  # noqa: E402
 from .nuclei_metrics import (  # noqa: E402
     DSB_IOU_THRESHOLDS,
     dsb_average_precision,
@@ -139,6 +142,8 @@ class NucleiEvaluator(DatasetEvaluator):
                 record = self._evaluate_semantic(input_["image_id"], output["sem_seg"])
             else:
                 continue
+            if output.get("diameter") is not None:
+                record.update(self._diameters(input_["image_id"], output))
             self._records.append(record)
         if self._coco is not None and any("instances" in o for o in outputs):
             self._coco.process(inputs, outputs)
@@ -160,12 +165,17 @@ class NucleiEvaluator(DatasetEvaluator):
         gt_labels, record = self._ground_truth(image_id)
         if len(instances) == 0 and not instances.has("pred_masks"):
             masks = np.zeros((0,) + gt_labels.shape, dtype=bool)
+        elif isinstance(instances.pred_masks, CroppedMaskStack):
+            masks = instances.pred_masks
         else:
             masks = instances.pred_masks.numpy()
         scores = instances.scores.numpy()
         kept = np.flatnonzero(scores >= self._score_threshold)
         self._check_shape(masks.shape[1:] if len(masks) else gt_labels.shape, gt_labels, image_id)
-        kept_masks = LazyMasks(kept, masks.__getitem__)  # masks[kept] would copy them
+        if isinstance(masks, CroppedMaskStack):
+            kept_masks = [masks.crops[i] for i in kept]  # painted crop by crop
+        else:
+            kept_masks = LazyMasks(kept, masks.__getitem__)  # masks[kept] would copy them
         pred_labels = resolve_overlaps(kept_masks, scores[kept], gt_labels.shape)
         record.update(self._foreground_metrics(pred_labels > 0, gt_labels > 0))
         dsb_map, dsb_ap = dsb_average_precision(gt_labels, pred_labels)
@@ -198,6 +208,14 @@ class NucleiEvaluator(DatasetEvaluator):
                 f"Image {image_id}: prediction of size {tuple(pred_shape)}, "
                 f"ground truth of size {gt_labels.shape}"
             )
+
+    def _diameters(self, image_id, output):
+        """The diameter the image was predicted at, how it was found, and its annotated median
+        (None for an image without nuclei, whose record holds the dataset's)."""
+        record = self._gt_records[image_id]
+        own = {k: v for k, v in record.items() if k != "median_diameter"}
+        return {"diameter": float(output["diameter"]), "diameter_source": output.get("diameter_source"),
+                "annotated_diameter": median_diameter_of_record(own)}
 
     @staticmethod
     def _foreground_metrics(pred_fg, gt_fg):
@@ -276,4 +294,10 @@ def summarize(records):
         for t, ap in zip(DSB_IOU_THRESHOLDS, per_threshold):
             summary[f"dsb_ap@{t:.2f}"] = float(ap)
     summary["num_images"] = len(records)
+    estimated = [r for r in records if r.get("diameter_source") not in (None, "given")
+                 and r.get("annotated_diameter") is not None]
+    if estimated:
+        errors = diameter_errors([r["diameter"] for r in estimated], [r["annotated_diameter"] for r in estimated])
+        summary["diameter_median_error"] = errors["median_error"]
+        summary["diameter_off_1.5x"] = errors["off_share"]
     return summary

@@ -60,10 +60,17 @@ def foreground_iou_dice(pred_fg, gt_fg):
 
 
 def _paint(masks, order, shape):
-    """Label image where mask ``i`` paints value ``i + 1``, in ``order``; later paints win."""
+    """Label image where mask ``i`` paints value ``i + 1``, in ``order``; later paints win.
+    A mask is an H x W array, or a crop (``y0``, ``x0``, boolean ``bits``) painted over its
+    rectangle only."""
     labels = np.zeros(shape, dtype=np.int32)
     for i in order:
-        labels[np.asarray(masks[i], dtype=bool)] = i + 1
+        mask = masks[i]
+        if hasattr(mask, "bits"):
+            height, width = mask.bits.shape
+            labels[mask.y0 : mask.y0 + height, mask.x0 : mask.x0 + width][mask.bits] = i + 1
+        else:
+            labels[np.asarray(mask, dtype=bool)] = i + 1
     return labels
 
 
@@ -78,10 +85,10 @@ def _shape_of(masks, shape):
 def resolve_overlaps(masks, scores, shape=None):
     """Label image of predictions: each pixel to the highest-scoring mask covering it.
 
-    ``masks`` is an N x H x W array (or a sequence of H x W masks); the label of
-    ``masks[i]`` is ``i + 1``. Equal scores: the earlier mask wins. Masks are
-    read one at a time, so no N x H x W copy is made. ``shape`` is required
-    only when N = 0.
+    ``masks`` is an N x H x W array, or a sequence of H x W masks or of crops (objects
+    with ``y0``, ``x0`` and boolean ``bits``); the label of ``masks[i]`` is ``i + 1``.
+    Equal scores: the earlier mask wins. Masks are read one at a time, so no N x H x W
+    copy is made. ``shape`` is required for crops, and when N = 0.
     """
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if len(scores) != len(masks):

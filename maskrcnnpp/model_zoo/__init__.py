@@ -4,6 +4,7 @@ Each model is a folder ``maskrcnnpp/model_zoo/<name>/`` holding
 
     model.json   {"name", "weights" (file name), "sha256", "default" (bool), "command" (how it was
                   trained), "metrics" (how it scores), ...}
+    (the weights file holds the detector, "model", and its size head, "size_head")
     config.yaml  the whole config it was trained with (a dump: it never drifts with the configs/)
     <weights>    its weights in half precision, at most 32 MiB
 
@@ -102,18 +103,24 @@ class ModelZooHandler(PathHandler):
 PathManager.register_handler(ModelZooHandler())
 
 
-def export_model(name, cfg, checkpoint, info, default=False, root=None):
+def _half(state):
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def export_model(name, cfg, checkpoint, info, default=False, root=None, size_head=None):
     """Write the zoo folder of ``name``: the model weights of ``checkpoint`` (a Detectron2 .pth) in
-    half precision, ``cfg`` dumped as config.yaml, and model.json (``info`` plus the file name,
-    its sha256 and ``default``). Returns the folder. UserError when the file would exceed 32 MiB."""
+    half precision, with the size head of ``size_head`` (maskrcnnpp-train-size-head's file) when
+    given, ``cfg`` dumped as config.yaml, and model.json (``info`` plus the file name, its sha256
+    and ``default``). Returns the folder. UserError when the file would exceed 32 MiB."""
     folder = os.path.join(root or ROOT, name)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state = state.get("model", state)
-    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    content = {"model": _half(state.get("model", state))}
+    if size_head:
+        content["size_head"] = _half(torch.load(size_head, map_location="cpu", weights_only=True)["size_head"])
     weights = os.path.join(folder, "model_final_fp16.pth")
     os.makedirs(folder, exist_ok=True)
     with atomic_write(weights, "wb") as f:
-        torch.save({"model": half}, f)
+        torch.save(content, f)
     if os.path.getsize(weights) > MAX_FILE_BYTES:
         os.unlink(weights)
         raise UserError(f"{name}: the half-precision weights take more than 32 MiB; the zoo keeps files under that")

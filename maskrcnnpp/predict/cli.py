@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .. import model_zoo
-from ..engine.setup import load_cfg
+from ..config_loading import load_cfg
 from ..errors import EXIT_USER_ERROR, UserError, debug_enabled
 from ..utils.json_io import atomic_write
 from .inputs import OUTPUT_FORMATS, expand_inputs, output_stems, parse_formats, prepare_output_dir, read_image_rgb8

@@ -40,6 +40,7 @@ from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 
+from ..evaluation.nuclei_metrics import resolve_overlaps
 from ..utils.json_io import atomic_write
 
 
@@ -69,18 +70,11 @@ def build_label_image(detections, shape):
     """(H x W label image, indices of the detections it keeps, in label order).
 
     Each pixel goes to the highest-scoring detection covering it (equal scores: the
-    earlier one), as ``resolve_overlaps`` decides; detections left with no pixel are
-    dropped and the rest numbered 1..N in the given order. Painted crop by crop, lowest
-    score first, so no full-size mask per nucleus is made. uint16 when N <= 65,535,
-    else int32 (which a 16-bit PNG cannot hold).
+    earlier one), as ``resolve_overlaps`` decides, painted crop by crop; detections left
+    with no pixel are dropped and the rest numbered 1..N in the given order. uint16 when
+    N <= 65,535, else int32 (which a 16-bit PNG cannot hold).
     """
-    height, width = shape
-    scores = np.array([d.score for d in detections], dtype=np.float64)
-    raw = np.zeros((height, width), dtype=np.int32)  # detection i -> i + 1
-    for i in np.lexsort((-np.arange(len(detections)), scores)):  # lowest score first
-        mask = detections[i].mask
-        window = raw[mask.y0 : mask.y1, mask.x0 : mask.x1]
-        window[mask.bits] = i + 1
+    raw = resolve_overlaps([d.mask for d in detections], [d.score for d in detections], shape)
     owned = np.bincount(raw.ravel(), minlength=len(detections) + 1)[1:]
     kept = np.flatnonzero(owned)
     dtype = np.uint16 if len(kept) <= MAX_LABEL else np.int32

@@ -10,7 +10,8 @@ INPUT.SCALE_POLICY "diameter" (or a diameter passed by the caller): the image is
 resized once to the working scale, nuclei of INPUT.NUCLEUS_DIAMETER pixels, and
 predicted there in overlapping tiles (tiling.py); each kept nucleus' mask is then
 pasted at the original resolution from the model's mask probabilities. The
-diameter is the caller's, or estimated from the image (estimate.py).
+diameter is the caller's, or estimated from the image (estimate.py): by the size head
+when the weights carry one (size_reading.py), else by a search.
 """
 import math
 import sys
@@ -32,7 +33,8 @@ from ..data.augmentation import build_nuclei_augmentation
 from ..data.segmentation import encode_mask
 from ..errors import UserError
 from ..weights import load_weights_strictly
-from .estimate import estimate_diameter
+from .estimate import estimate_by_size_head, estimate_diameter
+from .size_reading import load_size_reader
 from .tiling import predict_tiled
 
 __all__ = ["CroppedMask", "Detection", "NucleiPredictor", "Prediction", "check_diameter",
@@ -100,8 +102,10 @@ class Prediction:
 
     detections: List[Detection]
     diameter: Optional[float] = None  # None: INPUT.SCALE_POLICY image_size, resized by image size
-    diameter_source: Optional[str] = None  # "given", "estimated", "default" (none found to measure)
-    estimate_passes: int = 0  # passes of the diameter estimate (0: not estimated)
+    # "given"; estimated by the "size_head" or the "search"; "default" (the search found no
+    # nucleus to measure)
+    diameter_source: Optional[str] = None
+    estimate_passes: int = 0  # looks of the size head or passes of the search (0: not estimated)
     seconds: float = 0.0  # wall time of the prediction
 
 
@@ -201,11 +205,15 @@ class NucleiPredictor:
         # The diameter estimate measures only nuclei this confident (also when a caller
         # lowers score_threshold, e.g. to keep low scores for COCO AP).
         self.estimate_threshold = score_threshold
+        checkpoint = None
         if model is None:
             model = build_model(self.cfg)
             model.eval()
-            load_weights_strictly(model, self.cfg.MODEL.WEIGHTS, config_file)
+            checkpoint = load_weights_strictly(model, self.cfg.MODEL.WEIGHTS, config_file)
         self.model = model
+        # A head comes with the detector it was trained on: from MODEL.WEIGHTS' own file, or a
+        # model given ready-built takes one only from MODEL.SIZE_HEAD.WEIGHTS.
+        self.size_reader = load_size_reader(self.cfg, model, checkpoint, self.cfg.MODEL.WEIGHTS)
         self.resize = T.AugmentationList(build_nuclei_augmentation(self.cfg, is_train=False))
         self.input_format = self.cfg.INPUT.FORMAT
         self.by_diameter = self.cfg.INPUT.SCALE_POLICY == "diameter"
@@ -215,7 +223,7 @@ class NucleiPredictor:
         self.estimate_size = int(self.cfg.TEST.DIAMETER_ESTIMATE_SIZE)
         self.progress = False  # progress bar over the tiles of large images
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, image_rgb, diameter=None, name="the image", warn=None) -> Prediction:
         """The Prediction of an H x W x 3 uint8 RGB image.
 
@@ -227,7 +235,7 @@ class NucleiPredictor:
         image = convert_PIL_to_numpy(Image.fromarray(image_rgb), self.input_format)
         return self.predict(image, diameter, name, warn)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, image, diameter=None, name="the image", warn=None) -> Prediction:
         """As ``__call__``, for an image already in INPUT.FORMAT (e.g. from a DatasetMapper)."""
         start = time.perf_counter()
@@ -241,6 +249,12 @@ class NucleiPredictor:
         if diameter is not None:
             check_diameter(diameter, image.shape[:2], name)
             return Prediction(self.predict_at_diameter(image, float(diameter)), float(diameter), "given")
+        if self.size_reader is not None:
+            estimate = estimate_by_size_head(
+                self.size_reader, image, self.default_diameter, self.target_diameter, self.estimate_size
+            )
+            return Prediction(self.predict_at_diameter(image, estimate.diameter), estimate.diameter, "size_head",
+                              estimate.passes)
         estimate = estimate_diameter(
             self.predict_at_diameter, image, self.default_diameter, self.target_diameter,
             self.estimate_size, lambda d: d.score >= self.estimate_threshold,
@@ -252,7 +266,7 @@ class NucleiPredictor:
             )
             found, source = self.default_diameter, "default"
         else:
-            found, source = estimate.diameter, "estimated"
+            found, source = estimate.diameter, "search"
         if estimate.detections is not None and (
             estimate.diameter is not None or estimate.detections_diameter == self.default_diameter
         ):
@@ -271,7 +285,7 @@ class NucleiPredictor:
         raw = self.model.inference(inputs, do_postprocess=False)[0]
         return detections_from_raw_instances(raw, (height, width), self.score_threshold)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_at_diameter(self, image, diameter):
         """Detections of ``image`` (in INPUT.FORMAT) whose nuclei have ``diameter`` pixels: the
         image resized once to the working scale, predicted in tiles of TEST.TILE_SIZE pixels

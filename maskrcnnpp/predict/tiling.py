@@ -1,9 +1,10 @@
 """Tiled prediction: overlapping fixed-size tiles, and each nucleus taken from one tile where
 it is whole (the idea of StarDist's ``predict_instances_big``, written anew).
 
-Tiles of ``tile_size`` pixels start at evenly spread positions so that the last
-one ends at the image's edge and neighbours share at least ``overlap`` pixels;
-an image side no longer than a tile is one tile. The shared strip between two
+Tiles of at most ``tile_size`` pixels start at evenly spread positions so that the
+last one ends at the image's edge and neighbours share at least ``overlap`` pixels;
+an image side no longer than a tile is one tile, and a longer one is cut into as few
+tiles as ``tile_size`` needs, each as short as that allows (fitted_tile_size). The shared strip between two
 neighbours is split at its middle: that gives each tile a *core*, and the cores
 partition the image. A detection is taken from tile t when
 
@@ -35,7 +36,7 @@ from typing import Callable, List, Sequence
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["PROGRESS_MIN_TILES", "Tile", "predict_tiled", "tile_grid", "tile_starts"]
+__all__ = ["PROGRESS_MIN_TILES", "Tile", "fitted_tile_size", "predict_tiled", "tile_grid", "tile_starts"]
 
 # Show a progress bar over tiles only for images with at least this many tiles.
 PROGRESS_MIN_TILES = 4
@@ -72,7 +73,19 @@ class Tile:
     core_x1: float
 
 
+def fitted_tile_size(length: int, tile_size: int, overlap: int) -> int:
+    """The shortest tile side, at most ``tile_size``, that covers ``length`` pixels in as few
+    tiles as ``tile_size`` would: a 696-px side takes two 388-px tiles, not two 512-px ones
+    that are half overlap (the network's cost follows the tiles' area)."""
+    if length <= tile_size:
+        return length
+    count = len(tile_starts(length, tile_size, overlap))
+    return min(tile_size, math.ceil((length + (count - 1) * overlap) / count))
+
+
 def _spans_and_cores(length, tile_size, overlap):
+    if length > tile_size:
+        tile_size = fitted_tile_size(length, tile_size, overlap)
     starts = tile_starts(length, tile_size, overlap)
     ends = [min(s + tile_size, length) for s in starts]
     cuts = [(ends[k] + starts[k + 1]) / 2.0 for k in range(len(starts) - 1)]
