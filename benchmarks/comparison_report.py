@@ -251,7 +251,7 @@ def baseline_section(runs, baseline_name, baseline_runs, models):
 
 
 def render_markdown(profile_name, profile, runs, command, costs=None, baseline_runs=None):
-    lines = header_section(profile_name, profile)
+    lines = header_section(profile_name, profile, runs)
     if not runs:
         return "\n".join(lines + ["No finished runs yet.", ""])
     table, paired = aggregate(runs), paired_differences(runs)
@@ -268,13 +268,14 @@ def render_markdown(profile_name, profile, runs, command, costs=None, baseline_r
     return "\n".join(lines)
 
 
-def header_section(profile_name, profile):
+def header_section(profile_name, profile, runs):
+    configs = dict(profile.configs, **{r["model"]: r["config"] for r in runs})  # what the runs trained
     return [
         f"# Mask R-CNN vs Mask R-CNN++ on DSB2018 nuclei — profile `{profile_name}`",
         "",
         f"Setting: {profile.description}. Both models use identical data, schedule, augmentation "
-        f"and seeds; only the backbone's neck differs (`{profile.configs['fpn']}` vs "
-        f"`{profile.configs['nested']}`). Mean ± sample std over seeds. fg IoU / Dice: per-image "
+        f"and seeds; only the backbone's neck differs (`{configs['fpn']}` vs "
+        f"`{configs['nested']}`). Mean ± sample std over seeds. fg IoU / Dice: per-image "
         "mean, percent; DSB mAP: fraction; segm AP/AP50: COCO, percent.",
         "",
     ]
