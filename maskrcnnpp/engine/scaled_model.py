@@ -6,7 +6,8 @@ size (no resize), and :class:`DiameterScaledModel` predicts each one as
 diameter, tiles, stitching), with the diameter estimated or, with
 TEST.DIAMETER_SOURCE "ground_truth", the image's median annotated diameter.
 It returns what GeneralizedRCNN returns in inference (``{"instances": ...}`` at
-the original size), so the evaluators and ``inference_on_dataset`` stay as they are.
+the original size), so the evaluators and ``inference_on_dataset`` stay as they are,
+with the diameter the image was predicted at and its source beside the instances.
 
 The evaluators read full-size masks (N x H x W), so they are made here, per
 image; prediction itself (tools/predict.py) never makes them.
@@ -64,4 +65,4 @@ class DiameterScaledModel(torch.nn.Module):
             m = detection.mask
             masks[k, m.y0 : m.y1, m.x0 : m.x1] = m.bits
         instances.pred_masks = torch.from_numpy(masks)
-        return {"instances": instances}
+        return {"instances": instances, "diameter": prediction.diameter, "diameter_source": prediction.diameter_source}
