@@ -1,4 +1,5 @@
 """What every benchmark measures with: the machine, the command, timers, parameter and FLOP counts."""
+import datetime
 import os
 import platform
 import shlex
@@ -151,11 +152,25 @@ def detector_gflops(model, image):
     return total / 1e9, by_module.get("model.backbone", 0) / 1e9, detections
 
 
-def publish(text, path):
-    """Print a report and write it to ``path`` atomically (a kill never leaves half a report)."""
+def provenance(command, device="cpu", commit=True, date=False):
+    """A report's lines on where it came from: command, machine, and the commit and date if asked."""
+    return ([f"- command: `{command}`", f"- machine: {machine_description(device)}"]
+            + ([f"- commit: {git_commit()}"] if commit else [])
+            + ([f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"] if date else []))
+
+
+def machine_line():
+    """The machine a report was rendered on, for reports whose runs do not record theirs."""
+    return f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
+
+
+def publish(text, path, show=True):
+    """Write a report to ``path`` atomically (a kill never leaves half a report); print it when ``show``."""
     from maskrcnnpp.utils.json_io import atomic_write
 
-    print(text)
+    if show:
+        print(text)
     with atomic_write(path, encoding="utf-8") as f:
         f.write(text)
     print(f"wrote {path}")
+    return text

@@ -10,7 +10,7 @@ import os
 
 from maskrcnnpp.errors import UserError
 
-from .measure import git_commit, machine_description, publish
+from .measure import provenance, publish
 from .tables import table
 
 FLAGS = ("results-dir",)
@@ -60,9 +60,7 @@ def render(output_dir, rows, command):
     lines = [
         f"# Evaluation curve of `{os.path.basename(os.path.normpath(output_dir))}`",
         "",
-        f"- command: `{command}`",
-        f"- machine: {machine_description('cpu')}",
-        f"- commit: {git_commit()}",
+        *provenance(command),
         f"- run: `{output_dir}`; one row per evaluation (TEST.EVAL_PERIOD), iteration numbers counted from 1",
         "",
     ]

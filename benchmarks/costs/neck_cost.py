@@ -6,7 +6,6 @@ R-CNN++ training-step and inference time from the nuclei configs. Writes
 results/neck_cost_<device>.md; with --twins instead the neck cost of every nested twin of
 Detectron2's FPN models (results/neck_cost_twins.md).
 """
-import datetime
 import os
 
 import numpy as np
@@ -18,7 +17,7 @@ from fvcore.nn import FlopCountAnalysis
 
 from maskrcnnpp.engine.setup import load_cfg
 
-from ..measure import REPO, count_parameters, git_commit, machine_description, publish, timed_round_robin
+from ..measure import REPO, count_parameters, provenance, publish, timed_round_robin
 from ..tables import table
 
 FLAGS = ("results-dir",)
@@ -173,9 +172,7 @@ def render(necks, detectors, args):
     lines = [
         f"# Neck cost: FPN vs nested FPN ({args.device})",
         "",
-        f"- command: `{args.command}`",
-        f"- machine: {machine_description(args.device)}",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        *provenance(args.command, args.device, commit=False, date=True),
         f"- input: 1×3×{args.size}×{args.size}, ResNet-{args.depth} bottom-up "
         f"({necks[0]['bottom_up_gmacs']:.1f} GMACs), median of {args.repeats} runs after 2 warm-ups, variants timed in turn",
         "- GMACs: multiply-accumulates counted by fvcore (what it calls flops); "
@@ -220,10 +217,7 @@ def render_twins(rows, command):
     lines = [
         "# Neck cost of the nested twins of Detectron2's FPN models",
         "",
-        f"- command: `{command}`",
-        f"- machine: {machine_description('cpu')}",
-        f"- commit: {git_commit()}",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        *provenance(command, date=True),
         f"- input: 1×3×{TWIN_INPUT[0]}×{TWIN_INPUT[1]} (an 800×1333 COCO image padded to a multiple of 32), "
         "ResNet-50 bottom-up, each model's config as shipped (ours) and Detectron2's model-zoo twin",
         "- GMACs: multiply-accumulates counted by fvcore of the neck alone (backbone minus its bottom-up), "

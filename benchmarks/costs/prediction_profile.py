@@ -19,7 +19,7 @@ import maskrcnnpp.predict.predictor as predictor_module
 from maskrcnnpp.engine.setup import load_cfg
 from maskrcnnpp.predict import NucleiPredictor, parse_formats, prepare_output_dir
 
-from ..measure import git_commit, machine_description, publish
+from ..measure import provenance, publish
 from ..tables import row_line, table
 
 FLAGS = ("results-dir", "threads")
@@ -169,9 +169,7 @@ def render(results, images, command):
     lines = [
         "# Prediction profile: where one image's time goes",
         "",
-        f"- command: `{command}`",
-        f"- machine: {machine_description('cpu')}",
-        f"- commit: {git_commit()}",
+        *provenance(command),
         f"- images: {images}; each model predicts each image as `tools/predict.py` does, the models in turn",
         "- times: milliseconds per image, exclusive (a part's children are not in it), so the parts add up",
         "",

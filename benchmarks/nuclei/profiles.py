@@ -5,19 +5,21 @@ in words (``description``, the reports' setting) and why (``purpose``, listed by
 ``python -m benchmarks compare --help``). ``runner`` runs a profile; ``report`` and
 ``summaries`` render it.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MODELS = {"fpn": "Mask R-CNN (FPN)", "nested": "Mask R-CNN++ (nested FPN)"}
+R18 = {"fpn": "configs/nuclei/mask_rcnn_R_18_FPN_cpu.yaml",
+       "nested": "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"}
 
 
 @dataclass(frozen=True)
 class Profile:
-    configs: dict  # model key -> config file, relative to the repository
     seeds: tuple
-    opts: tuple  # KEY VALUE overrides applied to every model alike
-    test_size: int  # square input side at which GFLOPs are counted
     description: str
     purpose: str
+    opts: tuple = ()  # KEY VALUE overrides applied to every model alike
+    configs: dict = field(default_factory=lambda: dict(R18))  # model key -> config file, from the repository
+    test_size: int = 256  # square input side at which GFLOPs are counted
     timed: bool = True  # False: the schedule is a plan, not measured on its machine
     model_opts: tuple = ()  # (model key, (KEY, VALUE, ...)) pairs: overrides for one model only
     fpn_runs_from: str = ""  # another profile whose FPN runs this one shares instead of training its own
@@ -29,8 +31,6 @@ class Profile:
         return list(self.opts) + [v for m, opts in self.model_opts if m == model for v in opts]
 
 
-R18 = {"fpn": "configs/nuclei/mask_rcnn_R_18_FPN_cpu.yaml",
-       "nested": "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"}
 R101 = {"fpn": "configs/nuclei/mask_rcnn_R_101_FPN.yaml",
         "nested": "configs/nuclei/mask_rcnn_R_101_NestedFPN.yaml"}
 
@@ -41,6 +41,7 @@ FINAL_NESTED_NAME = "val-nested-gn4"
 # 32 GroupNorm groups at every node (one channel per group at the 32-channel stride-4 nodes): the
 # nested FPN of the profiles that carry it, as their committed runs trained it.
 GN32 = ("MODEL.NESTED_FPN.GN_MIN_CHANNELS_PER_GROUP", "0")
+NESTED_GN32 = (("nested", GN32),)
 # Detectron2's resize by image size, in place of the nuclei configs' rescaling by nucleus diameter.
 IMAGE_SIZE = ("INPUT.SCALE_POLICY", "image_size")
 SCALE_SCREEN = ("scale-policy screen on val (run with --model fpn: the policy is the model's input, "
@@ -48,18 +49,31 @@ SCALE_SCREEN = ("scale-policy screen on val (run with --model fpn: the policy is
 NECK_SCREEN = ("neck ablation on val (run with --model nested; FPN is val-diameter-17's): which nested "
                "FPN the nuclei configs ship")
 
+
+
+def scale_screen(opts, change):
+    """A one-seed variant of val-diameter-17 on the scale-policy screen."""
+    return Profile(seeds=(0,), opts=VAL + opts, model_opts=NESTED_GN32,
+                   description=f"as val-diameter-17 {change}", purpose=SCALE_SCREEN)
+
+
+def neck_screen(nested_opts, description, why=""):
+    """A nested-FPN variant on the neck ablation screen, beside val-diameter-17's FPN runs."""
+    return Profile(seeds=(0, 1, 2), opts=VAL, fpn_runs_from="val-diameter-17",
+                   model_opts=(("nested", nested_opts),) if nested_opts else (),
+                   description=description, purpose=NECK_SCREEN + why)
+
+
 PROFILES = {
     "cpu-small": Profile(
-        configs=R18, seeds=(0, 1, 2), opts=IMAGE_SIZE, test_size=256,
-        model_opts=(("nested", GN32),),
+        seeds=(0, 1, 2), opts=IMAGE_SIZE, model_opts=NESTED_GN32,
         description="ResNet-18, light heads, short side 256, batch 2, 600 iterations "
                     "(the *_R_18_*_cpu.yaml configs with INPUT.SCALE_POLICY image_size), trained on "
                     "dsb2018_train (335 images), tested on dsb2018_test (201 images)",
         purpose="the test-split comparison with images resized by their size, as Detectron2 does; "
                 "cpu-scale's baseline"),
     "cpu-scale": Profile(
-        configs=R18, seeds=(0, 1, 2), opts=(), test_size=256, baseline="cpu-small",
-        model_opts=(("nested", GN32),),
+        seeds=(0, 1, 2), baseline="cpu-small", model_opts=NESTED_GN32,
         description="ResNet-18, light heads, batch 2, 600 iterations, the *_R_18_*_cpu.yaml configs "
                     "as they are: each training image rescaled so that its median nucleus is 17 px "
                     "(x 0.8-1.25 jitter), 256 px crops; tested at the estimated diameter in 512 px "
@@ -83,7 +97,7 @@ PROFILES = {
                     "the schedule is planned, not yet timed there",
         purpose="the paper's regime, ResNet-101 on a GPU, one run per command (--model, --seeds K)"),
     "cpu-small-nested64": Profile(
-        configs=R18, seeds=(0, 1, 2), opts=IMAGE_SIZE, test_size=256,
+        seeds=(0, 1, 2), opts=IMAGE_SIZE,
         model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[64, 64, 128, 128]") + GN32),),
         fpn_runs_from="cpu-small",
         description="cpu-small (ResNet-18, light heads, short side 256, batch 2, 600 iterations, "
@@ -92,59 +106,38 @@ PROFILES = {
         purpose="ablation: the finest node level, where small nuclei are found, at 64 channels "
                 "(whole-model GFLOPs within 1 % of FPN's, backbone+neck +11 %)"),
     "val-image-size": Profile(
-        configs=R18, seeds=(0,), opts=VAL + IMAGE_SIZE, test_size=256,
-        model_opts=(("nested", GN32),),
+        seeds=(0,), opts=VAL + IMAGE_SIZE, model_opts=NESTED_GN32,
         description="cpu-small's schedule (ResNet-18, light heads, 600 iterations, batch 2) with "
                     "images resized by their size (short side 256), scored on dsb2018_val",
         purpose=SCALE_SCREEN),
     "val-diameter-17": Profile(
-        configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256,
-        model_opts=(("nested", GN32),),
+        seeds=(0, 1, 2), opts=VAL, model_opts=NESTED_GN32,
         description="cpu-small's schedule, images scaled so that their median nucleus is 17 px "
                     "(x 0.8-1.25 jitter), 256 px training crops; tested in 512 px tiles at the "
                     "estimated diameter; scored on dsb2018_val",
         purpose=SCALE_SCREEN + "; its FPN runs are the neck ablations' reference"),
-    "val-diameter-12": Profile(
-        configs=R18, seeds=(0,), opts=VAL + ("INPUT.NUCLEUS_DIAMETER", "12.0"), test_size=256,
-        model_opts=(("nested", GN32),),
-        description="as val-diameter-17 with a 12 px working diameter", purpose=SCALE_SCREEN),
-    "val-diameter-24": Profile(
-        configs=R18, seeds=(0,), opts=VAL + ("INPUT.NUCLEUS_DIAMETER", "24.0"), test_size=256,
-        model_opts=(("nested", GN32),),
-        description="as val-diameter-17 with a 24 px working diameter", purpose=SCALE_SCREEN),
-    "val-diameter-17-jitter-wide": Profile(
-        configs=R18, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_JITTER", "(0.5, 2.0)"), test_size=256,
-        model_opts=(("nested", GN32),),
-        description="as val-diameter-17 with a wider scale jitter, x 0.5-2.0 (nuclei of 8.5-34 px "
-                    "in training)",
-        purpose=SCALE_SCREEN),
-    "val-diameter-17-crop384": Profile(
-        configs=R18, seeds=(0,), opts=VAL + ("INPUT.DIAMETER_CROP_SIZE", "384"), test_size=256,
-        model_opts=(("nested", GN32),),
-        description="as val-diameter-17 with 384 px training crops instead of 256 px", purpose=SCALE_SCREEN),
-    "val-nested-gn4": Profile(
-        configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
-        description="as val-diameter-17, with the nested FPN's GroupNorms keeping at least 4 channels "
-                    "per group (8 groups at the 32-channel stride-4 nodes, 16 at 64; 32 at 128 as in FPN) "
-                    "instead of 32 groups everywhere (one channel per group at stride 4)",
-        purpose=NECK_SCREEN),
-    "val-nested-faithful": Profile(
-        configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
-        model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[128, 128, 128, 128]",
-                                "MODEL.NESTED_FPN.BLOCK", "double_conv") + GN32),),
-        description="as val-diameter-17, with the paper's Mask RCNN++ grid: every node at the pyramid's "
-                    "width (128) and the paper's node block (two 3×3 convs) instead of the cost-matched "
-                    "32/64/128/128 nodes with a 1×1 fuse and one 3×3",
-        purpose=NECK_SCREEN),
-    "val-nested64-gn4": Profile(
-        configs=R18, seeds=(0, 1, 2), opts=VAL, test_size=256, fpn_runs_from="val-diameter-17",
-        model_opts=(("nested", ("MODEL.NESTED_FPN.NODE_CHANNELS", "[64, 64, 128, 128]")),),
-        description="as val-nested-gn4 (at least 4 channels per GroupNorm group) with the stride-4 nodes "
-                    "at 64 channels instead of 32 (64/64/128/128)",
-        purpose=NECK_SCREEN + "; the cheapest variant that widens p2, the level every nucleus' RoI "
-                              "features are pooled from"),
+    "val-diameter-12": scale_screen(("INPUT.NUCLEUS_DIAMETER", "12.0"), "with a 12 px working diameter"),
+    "val-diameter-24": scale_screen(("INPUT.NUCLEUS_DIAMETER", "24.0"), "with a 24 px working diameter"),
+    "val-diameter-17-jitter-wide": scale_screen(
+        ("INPUT.DIAMETER_JITTER", "(0.5, 2.0)"),
+        "with a wider scale jitter, x 0.5-2.0 (nuclei of 8.5-34 px in training)"),
+    "val-diameter-17-crop384": scale_screen(
+        ("INPUT.DIAMETER_CROP_SIZE", "384"), "with 384 px training crops instead of 256 px"),
+    "val-nested-gn4": neck_screen(
+        (), "as val-diameter-17, with the nested FPN's GroupNorms keeping at least 4 channels per group (8 groups at the "
+            "32-channel stride-4 nodes, 16 at 64; 32 at 128 as in FPN) instead of 32 groups everywhere (one "
+            "channel per group at stride 4)"),
+    "val-nested-faithful": neck_screen(
+        ("MODEL.NESTED_FPN.NODE_CHANNELS", "[128, 128, 128, 128]", "MODEL.NESTED_FPN.BLOCK", "double_conv") + GN32,
+        "as val-diameter-17, with the paper's Mask RCNN++ grid: every node at the pyramid's width (128) and the paper's node "
+        "block (two 3×3 convs) instead of the cost-matched 32/64/128/128 nodes with a 1×1 fuse and one 3×3"),
+    "val-nested64-gn4": neck_screen(
+        ("MODEL.NESTED_FPN.NODE_CHANNELS", "[64, 64, 128, 128]"),
+        "as val-nested-gn4 (at least 4 channels per GroupNorm group) with the stride-4 nodes at 64 channels "
+        "instead of 32 (64/64/128/128)",
+        why="; the cheapest variant that widens p2, the level every nucleus' RoI features are pooled from"),
     "val-long": Profile(
-        configs=R18, seeds=(0,), test_size=256,
+        seeds=(0,),
         opts=VAL + ("SOLVER.MAX_ITER", "2400", "SOLVER.STEPS", "(1800, 2200)",
                     "SOLVER.CHECKPOINT_PERIOD", "400"),
         description="as val-diameter-17 trained 4x longer: 2400 iterations, learning rate x0.1 at "
@@ -152,7 +145,7 @@ PROFILES = {
         purpose="training length on val: whether 4x cpu-small's 600 iterations (14 epochs) changes the "
                 "verdict"),
     "cpu-23min": Profile(
-        configs=R18, seeds=(0, 1, 2), opts=(), test_size=256, train_minutes=23.0,
+        seeds=(0, 1, 2), train_minutes=23.0,
         description="the R-18 CPU configs as cpu-scale (nuclei at 17 px, 256 px crops, batch 2), the nested "
                     f"FPN as in {FINAL_NESTED_NAME}; each model trained for 23 minutes of wall-clock "
                     "(iterations from a probe of its own speed, learning-rate steps at 75 % and 92 % of "
@@ -160,7 +153,7 @@ PROFILES = {
         purpose="equal training wall-clock: the 23 minutes StarDist 2D was given on the same 2-core CPU; "
                 "run one model at a time with both cores (OMP_NUM_THREADS=2)"),
     "cpu-final": Profile(
-        configs=R18, seeds=(0, 1, 2, 3, 4), opts=(), test_size=256, fpn_runs_from="cpu-scale",
+        seeds=(0, 1, 2, 3, 4), fpn_runs_from="cpu-scale",
         description="cpu-scale (ResNet-18, light heads, batch 2, 600 iterations, nuclei at 17 px, 256 px "
                     f"crops; estimated diameter at test) with the nested FPN as in {FINAL_NESTED_NAME}, "
                     "the best cost-matched variant on dsb2018_val; trained on dsb2018_train, tested on "
@@ -168,14 +161,14 @@ PROFILES = {
         purpose="the final comparison at equal iterations, 5 seeds, the nested FPN chosen on val; its FPN "
                 "runs are cpu-scale's (seeds 3 and 4 added there with --seeds 3 4)"),
     "finetune-grey": Profile(
-        configs=R18, seeds=(0, 1, 2), test_size=256,
+        seeds=(0, 1, 2),
         opts=("DATASETS.TRAIN", "('dsb2018_train_grey',)", "DATASETS.TEST", "('dsb2018_test_colour',)"),
         description="the R-18 CPU config (600 iterations, batch 2, nuclei at 17 px) trained on the grey "
                     "(fluorescence) images of dsb2018_train only, scored on the colour images of dsb2018_test",
         purpose="fine-tuning, step 1 (run with --model fpn): how a model that saw only fluorescence "
                 "scores on stained nuclei"),
     "finetune-colour": Profile(
-        configs=R18, seeds=(0, 1, 2), test_size=256, weights_from="finetune-grey",
+        seeds=(0, 1, 2), weights_from="finetune-grey",
         # A short schedule at half the learning rate: the model starts trained.
         opts=("DATASETS.TRAIN", "('dsb2018_train_colour',)", "DATASETS.TEST", "('dsb2018_test_colour',)",
               "SOLVER.MAX_ITER", "200", "SOLVER.BASE_LR", "0.005", "SOLVER.WARMUP_ITERS", "20",
@@ -185,7 +178,7 @@ PROFILES = {
                     "images of dsb2018_test",
         purpose="fine-tuning, step 2 (run with --model fpn): what 200 iterations on colour images add"),
     "smoke": Profile(
-        configs=R18, seeds=(0, 1),
+        seeds=(0, 1),
         opts=IMAGE_SIZE + ("DATASETS.TRAIN", "('dsb2018_sample_train',)",
               "DATASETS.TEST", "('dsb2018_sample_val',)",
               "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "256",

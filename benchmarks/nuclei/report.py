@@ -4,6 +4,7 @@ import os
 import statistics
 from collections import defaultdict
 
+from ..measure import publish
 from ..records import MODEL_ORDER, load_costs, load_nuclei_runs, load_profile_runs, nuclei_runs_dir
 from ..stats import mean_std
 from ..tables import fmt, relative, table
@@ -20,8 +21,6 @@ OBJECT_SIZES = (("APs", "small: area < 32² px"), ("APm", "medium: 32²–96² p
 
 def write_report(profile_name, profile, results_dir):
     """Render the profile's markdown and PNG from its run records; returns the markdown's path."""
-    from maskrcnnpp.utils.json_io import atomic_write
-
     runs = load_profile_runs(results_dir, profile_name, profile.fpn_runs_from)
     costs = load_costs(nuclei_runs_dir(results_dir, profile_name))
     baseline = load_nuclei_runs(nuclei_runs_dir(results_dir, profile.baseline)) if profile.baseline else None
@@ -29,9 +28,7 @@ def write_report(profile_name, profile, results_dir):
     text = render_markdown(profile_name, profile, runs, costs, baseline)
     if runs:
         render_chart(profile_name, runs, stem + ".png", costs)
-    with atomic_write(stem + ".md", encoding="utf-8") as f:
-        f.write(text)
-    print(text)
+    publish(text, stem + ".md")
     return stem + ".md"
 
 

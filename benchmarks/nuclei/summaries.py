@@ -2,6 +2,7 @@
 import os
 import statistics
 
+from ..measure import publish
 from ..records import MODEL_ORDER, load_nuclei_runs, load_profile_runs, nuclei_runs_dir
 from ..stats import beyond_spread, mean_std, paired
 from ..tables import fmt, relative, table
@@ -203,9 +204,4 @@ def render_final(spec, results_dir, profiles=None):
 
 def finish(lines, path):
     """Write a summary table's text to ``path``; returns the text."""
-    from maskrcnnpp.utils.json_io import atomic_write
-
-    text = "\n".join(lines)
-    with atomic_write(path, encoding="utf-8") as f:
-        f.write(text)
-    return text
+    return publish("\n".join(lines), path, show=False)

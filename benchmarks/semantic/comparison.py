@@ -20,7 +20,7 @@ from detectron2.utils.logger import setup_logger
 from maskrcnnpp.engine import Trainer
 from maskrcnnpp.engine.setup import load_cfg
 
-from ..measure import REPO, count_parameters, cpu_model
+from ..measure import REPO, count_parameters, machine_line, publish
 from ..records import load_semantic_runs, semantic_run_path, write_record
 from ..stats import beyond_spread, mean_std, paired
 from ..tables import fmt, table
@@ -141,8 +141,6 @@ def paired_line(a, b, name_a, name_b):
 
 
 def write_report(results_dir):
-    from maskrcnnpp.utils.json_io import atomic_write
-
     seeded, single = load_semantic_runs(runs_dir_of(results_dir))
     everything = [r for runs in seeded.values() for r in runs.values()] + single
     lines = [
@@ -188,14 +186,10 @@ def write_report(results_dir):
         "minutes shows which models train, not their converged ranking.",
         "",
         *sorted({f"- command: `{r['command']}`" for r in everything}),
-        f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}",
+        machine_line(),
         "",
     ]
-    text = "\n".join(lines)
-    with atomic_write(os.path.join(results_dir, "semantic_nuclei_cpu.md"), encoding="utf-8") as f:
-        f.write(text)
-    print(text)
-    return text
+    return publish("\n".join(lines), os.path.join(results_dir, "semantic_nuclei_cpu.md"))
 
 
 def run(args):

@@ -12,14 +12,13 @@ import os
 import statistics
 import time
 
-import torch
 from detectron2.utils.logger import setup_logger
 
 from maskrcnnpp.engine import Trainer, load_weights_strictly
 from maskrcnnpp.engine.setup import load_cfg
 from maskrcnnpp.errors import UserError
 
-from ..measure import REPO, count_parameters, cpu_model
+from ..measure import REPO, count_parameters, machine_line, publish
 from ..records import head_choice_run_path, load_head_choice_runs, load_semantic_runs, write_record
 from ..tables import table
 from .comparison import ROWS, paired_line, runs_dir_of, score_cells
@@ -102,8 +101,6 @@ def scored_on(runs_by_mode):
 
 
 def write_report(results_dir, seeds):
-    from maskrcnnpp.utils.json_io import atomic_write
-
     choice = load_head_choice_runs(os.path.join(results_dir, "unetpp_head_choice"))
     seeded, _ = load_semantic_runs(runs_dir_of(results_dir))
     val = {m: {s: r for s, r in runs.items() if s in seeds} for m, runs in choice.get("val", {}).items()}
@@ -146,14 +143,10 @@ def write_report(results_dir, seeds):
         "Per-run JSON: `benchmarks/results/unetpp_head_choice/*.json`.",
         "",
         *sorted({f"- command: `{r['command']}`" for r in everything}),
-        f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}",
+        machine_line(),
         "",
     ]
-    text = "\n".join(lines)
-    with atomic_write(os.path.join(results_dir, "unetpp_head_choice_cpu.md"), encoding="utf-8") as f:
-        f.write(text)
-    print(text)
-    return text
+    return publish("\n".join(lines), os.path.join(results_dir, "unetpp_head_choice_cpu.md"))
 
 
 def run(args):
