@@ -1,7 +1,9 @@
-"""Measurement helpers shared by the benchmarks: machine, timers, parameter and FLOP counts."""
+"""What every benchmark measures with: the machine, the command, timers, parameter and FLOP counts."""
+import datetime
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -10,6 +12,7 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "benchmarks", "results")
 
 
 def cpu_model() -> str:
@@ -23,15 +26,14 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def command_text(script, argv=None):
-    """The command a benchmark result came from: ``python <script> <argv>`` (argv: this process's
-    when None), led by the two variables that change its figures, DETECTRON2_DATASETS and
+def command_text(argv=None):
+    """The command a result came from, ``python -m benchmarks <argv>`` (argv: this process's when
+    None), led by the two variables that change its figures, DETECTRON2_DATASETS and
     OMP_NUM_THREADS ("unset" when it is)."""
     argv = sys.argv[1:] if argv is None else argv
-    return "DETECTRON2_DATASETS={} OMP_NUM_THREADS={} python {} {}".format(
+    return "DETECTRON2_DATASETS={} OMP_NUM_THREADS={} python -m benchmarks {}".format(
         os.environ.get("DETECTRON2_DATASETS", "datasets"),
         os.environ.get("OMP_NUM_THREADS", "unset"),
-        script,
         " ".join(shlex.quote(a) for a in argv),
     ).rstrip()
 
@@ -61,7 +63,8 @@ def git_commit():
 
 
 class Stopwatch:
-    """Accumulated wall seconds and CPU seconds of this process (all its threads).
+    """Accumulated wall seconds and CPU seconds of this process (all its threads), as a context
+    manager or between ``start()`` and ``stop()``.
 
     On a shared machine the wall time includes waiting for the cores; the CPU
     time is the work done, whatever the waiting.
@@ -76,15 +79,38 @@ class Stopwatch:
         if self.device == "cuda":
             torch.cuda.synchronize()
 
-    def __enter__(self):
+    def start(self):
         self._sync()
         self._start = (time.perf_counter(), time.process_time())
+
+    def stop(self, keep=True):
+        """End the interval; ``keep`` False leaves it out of the totals (a warm-up)."""
+        self._sync()
+        if keep:
+            self.wall += time.perf_counter() - self._start[0]
+            self.cpu += time.process_time() - self._start[1]
+
+    def __enter__(self):
+        self.start()
         return self
 
     def __exit__(self, *exc):
-        self._sync()
-        self.wall += time.perf_counter() - self._start[0]
-        self.cpu += time.process_time() - self._start[1]
+        self.stop()
+
+
+def timed_round_robin(fns, device, repeats, warmup=2):
+    """Median (wall, CPU) seconds of each of ``fns``, timed in turn (a, b, c, a, b, c, ...), so
+    that load from other processes falls on every one alike."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            with Stopwatch(device) as watch:
+                fn()
+            times[k].append((watch.wall, watch.cpu))
+    return [(statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for t in times]
 
 
 def count_parameters(module):
@@ -105,7 +131,7 @@ class _Inference(torch.nn.Module):
         return out.pred_boxes.tensor, out.scores, out.pred_masks
 
 
-def detector_gmacs(model, image):
+def detector_gflops(model, image):
     """(whole model, backbone incl. neck) GFLOPs of ``model`` on one CHW image, counted by fvcore,
     and the number of detections the heads ran on.
 
@@ -126,11 +152,25 @@ def detector_gmacs(model, image):
     return total / 1e9, by_module.get("model.backbone", 0) / 1e9, detections
 
 
-def publish(table, path):
-    """Print a report and write it to ``path`` atomically (a kill never leaves half a report)."""
+def provenance(command, device="cpu", commit=True, date=False):
+    """A report's lines on where it came from: command, machine, and the commit and date if asked."""
+    return ([f"- command: `{command}`", f"- machine: {machine_description(device)}"]
+            + ([f"- commit: {git_commit()}"] if commit else [])
+            + ([f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"] if date else []))
+
+
+def machine_line():
+    """The machine a report was rendered on, for reports whose runs do not record theirs."""
+    return f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
+
+
+def publish(text, path, show=True):
+    """Write a report to ``path`` atomically (a kill never leaves half a report); print it when ``show``."""
     from maskrcnnpp.utils.json_io import atomic_write
 
-    print(table)
+    if show:
+        print(text)
     with atomic_write(path, encoding="utf-8") as f:
-        f.write(table)
+        f.write(text)
     print(f"wrote {path}")
+    return text

@@ -1,29 +1,29 @@
-#!/usr/bin/env python
-"""A training run's evaluation curve: the metrics its periodic evaluations (TEST.EVAL_PERIOD)
-wrote to OUTPUT_DIR/metrics.json, one row per evaluation, to choose a schedule's length on val.
+"""The ``val-curve`` job: a training run's evaluation curve, to choose a schedule's length on val.
 
-    python benchmarks/val_curve.py output/zoo-screen --label zoo-length-screen
-
-Writes benchmarks/results/val_curve_<label>.md (the run's folder, its config's datasets and
-schedule, the command, machine and commit) and prints it.
+Reads the metrics its periodic evaluations (TEST.EVAL_PERIOD) wrote to OUTPUT_DIR/metrics.json,
+one row per evaluation, and writes results/val_curve_<label>.md (the run's folder, the command,
+machine and commit).
 """
-import argparse
 import json
 import math
 import os
-import sys
 
-import repo_path  # noqa: F401  (this checkout's maskrcnnpp first on sys.path)
-import maskrcnnpp  # noqa: E402,F401  (its warning filters and guards first)
-from measure import REPO, command_text, git_commit, machine_description, publish  # noqa: E402
+from maskrcnnpp.errors import UserError
 
-from maskrcnnpp.errors import UserError, run_command  # noqa: E402
+from .measure import provenance, publish
+from .tables import table
 
+FLAGS = ("results-dir",)
 # (metrics.json key, column title, digits): the nuclei evaluator's headline metrics, then COCO's
 COLUMNS = (
     ("fg_iou", "fg IoU (%)", 2), ("fg_dice", "fg Dice (%)", 2), ("dsb_map", "DSB mAP", 3),
     ("segm/AP", "segm AP", 1), ("bbox/AP", "bbox AP", 1),
 )
+
+
+def add_arguments(parser):
+    parser.add_argument("output_dir", help="the training run's OUTPUT_DIR")
+    parser.add_argument("--label", required=True, help="names the report: val_curve_<label>.md")
 
 
 def evaluations(output_dir):
@@ -60,30 +60,17 @@ def render(output_dir, rows, command):
     lines = [
         f"# Evaluation curve of `{os.path.basename(os.path.normpath(output_dir))}`",
         "",
-        f"- command: `{command}`",
-        f"- machine: {machine_description('cpu')}",
-        f"- commit: {git_commit()}",
+        *provenance(command),
         f"- run: `{output_dir}`; one row per evaluation (TEST.EVAL_PERIOD), iteration numbers counted from 1",
         "",
-        "| iteration | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-        "| ---: |" + " ---: |" * len(COLUMNS),
     ]
-    for iteration, values in rows:
-        cells = [f"{values[k]:.{d}f}" if values[k] is not None else "" for k, _, d in COLUMNS]
-        lines.append(f"| {iteration + 1} | " + " | ".join(cells) + " |")
+    cells = [[iteration + 1] + [f"{values[k]:.{d}f}" if values[k] is not None else "" for k, _, d in COLUMNS]
+             for iteration, values in rows]
+    lines += table(["iteration"] + [title for _, title, _ in COLUMNS], cells, "r" * (1 + len(COLUMNS)))
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("output_dir", help="the training run's OUTPUT_DIR")
-    parser.add_argument("--label", required=True, help="names the report: val_curve_<label>.md")
-    parser.add_argument("--results-dir", default=os.path.join(REPO, "benchmarks", "results"))
-    args = parser.parse_args(argv)
-    rows = run_command(evaluations, args.output_dir)
-    table = render(args.output_dir, rows, command_text("benchmarks/val_curve.py", argv))
-    publish(table, os.path.join(args.results_dir, f"val_curve_{args.label}.md"))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run(args):
+    text = render(args.output_dir, evaluations(args.output_dir), args.command)
+    publish(text, os.path.join(args.results_dir, f"val_curve_{args.label}.md"))
+    return 0

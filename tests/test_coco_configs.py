@@ -172,7 +172,7 @@ def test_imagenet_weights_load_into_the_bottom_up_and_leave_the_neck_to_train(re
 
 @pytest.mark.parametrize("family", ["mask_rcnn", "retinanet"])
 def test_twin_neck_costs_no_more_flops_than_fpns_at_its_default_widths(repo_root, family):
-    from neck_cost import neck_cost  # benchmarks/, on sys.path through pytest.ini
+    from benchmarks.costs.neck_cost import neck_cost
 
     name = FAMILIES[family][0]  # the other families share Mask R-CNN's backbone section
     x = torch.randn(1, 3, 256, 352)

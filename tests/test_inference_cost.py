@@ -1,14 +1,17 @@
-"""benchmarks/inference_cost.py: trained models take turns image by image, and the report pairs
+"""The inference-cost job: trained models take turns image by image, and the report pairs
 nested with FPN by seed, beside the runs' own timings; --fixed-workload gives every model the
 same work."""
-import json
 import os
 
 import numpy as np
 import pytest
 import torch
 
-import inference_cost  # benchmarks/, on sys.path through pytest.ini
+from benchmarks.__main__ import main
+from benchmarks.nuclei import inference_cost
+from benchmarks.nuclei.runner import build_cfg, run_output_dir
+from maskrcnnpp.engine import Trainer
+from test_compare import fake_run, write_runs
 
 
 def test_the_models_take_turns_on_each_image_after_one_warm_up_each():
@@ -34,10 +37,11 @@ def test_the_models_take_turns_on_each_image_after_one_warm_up_each():
 def test_the_report_pairs_nested_with_fpn_by_seed_beside_the_runs_own_figures(tmp_path):
     per_run = {("fpn", 0): (2.0, 1.0, 100.0), ("nested", 0): (2.2, 1.2, 110.0),
                ("fpn", 1): (3.0, 1.5, 120.0), ("nested", 1): (3.0, 1.5, 120.0)}
-    runs = tmp_path / "nuclei_runs" / "cpu-23min"
-    runs.mkdir(parents=True)
+    runs = []
     for (model, seed), cpu in {("fpn", 0): 3.0, ("nested", 0): 3.6, ("fpn", 1): 3.2, ("nested", 1): 3.2}.items():
-        (runs / f"{model}_seed{seed}.json").write_text(json.dumps({"inference_timing": {"cpu_s_per_image": cpu}}))
+        runs.append(fake_run(model, seed, 70.0, 0.4))
+        runs[-1]["inference_timing"]["cpu_s_per_image"] = cpu
+    write_runs(tmp_path / "nuclei_runs" / "cpu-23min", runs)
     text = inference_cost.render("cpu-23min", per_run, [0, 1], 41, str(tmp_path), "cmd")
     assert "| Mask R-CNN++ (nested FPN) | 0 | 2.200 | 1.200 | 110.0 | 3.600 |" in text
     assert "- CPU s/image: +5.0 ± 7.1 % (seed 0 +10.0 %, seed 1 +0.0 %)" in text
@@ -49,21 +53,20 @@ def test_a_profile_sharing_fpn_runs_loads_them_from_their_profile(tmp_path, caps
     assert inference_cost.trained_in("cpu-final", "fpn") == "cpu-scale"
     assert inference_cost.trained_in("cpu-final", "nested") == "cpu-final"
     with pytest.raises(SystemExit) as exit_info:
-        inference_cost.run_command(inference_cost.main, ["--profile", "cpu-final", "--seeds", "0",
-                                                         "--output-root", str(tmp_path)])
+        main(["inference-cost", "--profile", "cpu-final", "--seeds", "0", "--output-root", str(tmp_path)])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == (
         f"error: {tmp_path}/cpu-scale/fpn_seed0/model_final.pth: not found; train it first with "
-        "tools/compare.py --profile cpu-scale --model fpn --seeds 0")
+        "python -m benchmarks compare --profile cpu-scale --model fpn --seeds 0")
 
 
 @pytest.mark.parametrize("model_key", ["fpn", "nested"])
 def test_at_a_fixed_workload_a_model_returns_exactly_n_detections_at_the_annotated_diameter(tmp_path, model_key):
-    # untrained weights saved where tools/compare.py would have left the trained ones
-    output_dir = inference_cost.run_output_dir(str(tmp_path), "cpu-23min", model_key, 0)
-    cfg, _ = inference_cost.build_cfg(inference_cost.PROFILES["cpu-23min"], model_key, 0, output_dir, str(tmp_path))
+    # untrained weights saved where the compare job would have left the trained ones
+    output_dir = run_output_dir(str(tmp_path), "cpu-23min", model_key, 0)
+    cfg, _ = build_cfg(inference_cost.PROFILES["cpu-23min"], model_key, 0, output_dir, str(tmp_path))
     torch.manual_seed(0)
-    model = inference_cost.Trainer.build_model(cfg)
+    model = Trainer.build_model(cfg)
     os.makedirs(output_dir)
     torch.save({"model": model.state_dict()}, os.path.join(output_dir, "model_final.pth"))
 

@@ -1,4 +1,4 @@
-"""benchmarks/prediction_profile.py: one image's prediction split into exclusive parts that add up."""
+"""The prediction-profile job: one image's prediction split into exclusive parts that add up."""
 import os
 
 import numpy as np
@@ -6,7 +6,7 @@ import torch
 from detectron2.modeling import build_model
 from PIL import Image
 
-import prediction_profile  # benchmarks/, on sys.path through pytest.ini
+from benchmarks.costs import prediction_profile
 from maskrcnnpp.data.synthetic import make_image
 from maskrcnnpp.engine.setup import load_cfg
 from maskrcnnpp.predict import NucleiPredictor, parse_formats
@@ -48,7 +48,7 @@ def test_parts_are_exclusive_and_add_up_to_each_models_total(repo_root, tmp_path
             measured = sum(t[column] for t in totals)
             assert abs(parts_sum - measured) <= 0.05 * measured + 0.01
         assert all(v[0] >= 0 and v[1] >= 0 for v in clock.totals.values())
-    text = prediction_profile.render(results, "2 sample images", "python benchmarks/prediction_profile.py")
+    text = prediction_profile.render(results, "2 sample images", "python -m benchmarks prediction-profile")
     assert "| read |" in text and "| **total per image** |" in text and "a wall ms" in text
 
 

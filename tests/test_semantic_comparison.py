@@ -1,9 +1,11 @@
-"""benchmarks/semantic_comparison.py --seeds: one run per (row, seed), skipped once finished,
-and the table's mean ± std and paired differences. Training is replaced by hand-made JSONs."""
+"""The semantic job: one run per (row, seed), skipped once finished, and the differences paired
+by seed against the spread. Training is replaced by hand-made run records."""
 import json
 import os
 
-import semantic_comparison  # benchmarks/, on sys.path through pytest.ini
+from benchmarks.__main__ import main
+from benchmarks.records import semantic_run_path
+from benchmarks.semantic import comparison as semantic_comparison
 
 SETTINGS = {"patch": 96, "max_iter": 450}
 
@@ -13,7 +15,7 @@ def fake_record(key, seed, fg_iou):
             "overrides": [], "parameters": 7_760_000, "iterations": 450, "train_seconds": 390.0 + seed,
             "eval_seconds": 40.2, "test_sets": ["dsb2018_test"],
             "metrics": {"fg_iou": fg_iou, "fg_dice": fg_iou + 10, "fg_iou_pooled": fg_iou - 1, "num_images": 201},
-            "threads": 1, "command": "python benchmarks/semantic_comparison.py --seeds 0 1",
+            "threads": 1, "command": "python -m benchmarks semantic --seeds 0 1",
             "settings": SETTINGS, "date": "2026-01-01 00:00 UTC"}
 
 
@@ -24,17 +26,17 @@ def test_seeds_run_every_row_once_and_the_table_pairs_them(tmp_path, monkeypatch
     def fake_run_row(key, seed, opts, output_root, threads, command, runs_dir):
         calls.append((key, seed, tuple(opts)))
         os.makedirs(runs_dir, exist_ok=True)
-        with open(semantic_comparison.run_path(runs_dir, key, seed), "w") as f:
+        with open(semantic_run_path(runs_dir, key, seed), "w") as f:
             json.dump(fake_record(key, seed, scores[(key, seed)]), f)
 
     monkeypatch.setattr(semantic_comparison, "run_row", fake_run_row)
     monkeypatch.setattr(semantic_comparison, "setup_logger", lambda **kw: None)
-    argv = ["--rows", "unet", "unetpp_ds", "--seeds", "0", "1", "--results-dir", str(tmp_path),
+    argv = ["semantic", "--rows", "unet", "unetpp_ds", "--seeds", "0", "1", "--results-dir", str(tmp_path),
             "SOLVER.MAX_ITER", "450"]
-    assert semantic_comparison.main(argv) == 0
+    assert main(argv) == 0
     assert calls == [("unet", 0, ("SOLVER.MAX_ITER", "450")), ("unetpp_ds", 0, ("SOLVER.MAX_ITER", "450")),
                      ("unet", 1, ("SOLVER.MAX_ITER", "450")), ("unetpp_ds", 1, ("SOLVER.MAX_ITER", "450"))]
-    assert semantic_comparison.main(argv) == 0 and len(calls) == 4  # finished runs are skipped
+    assert main(argv) == 0 and len(calls) == 4  # finished runs are skipped
     text = (tmp_path / "semantic_nuclei_cpu.md").read_text()
     assert "| U-Net | 7.76M | 0, 1 | 450 | 6.5 ± 0.0 | 0.87 ± 0.00 | 67.00 ± 1.41 |" in text
     assert "| 71.50 ± 2.12 |" in text

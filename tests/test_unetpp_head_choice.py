@@ -1,4 +1,4 @@
-"""benchmarks/unetpp_head_choice.py: the UNet++'s inference mode is chosen on val only, test
+"""The head-choice job: the UNet++'s inference mode is chosen on val only, test
 scores only the chosen mode, and a pruned mode is evaluated with its own (smaller) network."""
 import json
 import os
@@ -7,7 +7,9 @@ import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-import unetpp_head_choice  # benchmarks/, on sys.path through pytest.ini
+from benchmarks.__main__ import main
+from benchmarks.measure import REPO
+from benchmarks.semantic import head_choice as unetpp_head_choice
 from maskrcnnpp.data import synthetic
 from maskrcnnpp.engine import Trainer
 from maskrcnnpp.engine.setup import load_cfg
@@ -22,7 +24,7 @@ def fake_run(mode, seed, fg_iou, dataset):
             "parameters": {"L1": 100_000, "L2": 510_000, "L3": 2_210_000}.get(mode, 9_040_000),
             "eval_seconds": 67.0, "metrics": {"fg_iou": fg_iou, "fg_dice": fg_iou + 10,
                                               "fg_iou_pooled": fg_iou - 2, "num_images": 134},
-            "threads": 2, "command": "python benchmarks/unetpp_head_choice.py --seeds 0 1", "date": "2026-01-01"}
+            "threads": 2, "command": "python -m benchmarks head-choice --seeds 0 1", "date": "2026-01-01"}
 
 
 def val_runs(scores):
@@ -57,14 +59,14 @@ def run_main(tmp_path, monkeypatch, val_scores, test_scores):
         with open(path, "w") as f:
             json.dump(fake_run(mode, seed, scores[mode][seed], dataset), f)
 
-    config = os.path.join(unetpp_head_choice.REPO, "configs", "nuclei", "unetpp_ds_cpu.yaml")
+    config = os.path.join(REPO, "configs", "nuclei", "unetpp_ds_cpu.yaml")
     monkeypatch.setattr(unetpp_head_choice, "evaluate", fake_evaluate)
     monkeypatch.setattr(unetpp_head_choice, "trained_model", lambda root, seed: (config, "w.pth"))
     monkeypatch.setattr(unetpp_head_choice, "setup_logger", lambda **kw: None)
-    argv = ["--seeds", "0", "1", "--results-dir", str(tmp_path)]
-    assert unetpp_head_choice.main(argv) == 0
+    argv = ["head-choice", "--seeds", "0", "1", "--results-dir", str(tmp_path)]
+    assert main(argv) == 0
     first = list(calls)
-    assert unetpp_head_choice.main(argv) == 0 and calls == first  # finished runs are skipped
+    assert main(argv) == 0 and calls == first  # finished runs are skipped
     return calls, (tmp_path / "unetpp_head_choice_cpu.md").read_text()
 
 
@@ -93,12 +95,11 @@ def test_when_the_ensemble_wins_on_val_its_test_row_is_the_comparison_s_own(tmp_
 
 def test_a_missing_trained_model_is_one_line_naming_it(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        unetpp_head_choice.run_command(unetpp_head_choice.main,
-                                       ["--output-root", str(tmp_path), "--results-dir", str(tmp_path)])
+        main(["head-choice", "--output-root", str(tmp_path), "--results-dir", str(tmp_path)])
     assert exit_info.value.code == 2
     message = capsys.readouterr().err.strip()
     assert message == (f"error: {tmp_path}/unetpp_ds_seed0/config.yaml: not found; train it first with "
-                       "benchmarks/semantic_comparison.py --rows unetpp_ds --seeds 0")
+                       "python -m benchmarks semantic --rows unetpp_ds --seeds 0")
 
 
 def test_a_pruned_mode_is_evaluated_with_its_own_smaller_network(repo_root, tmp_path):

@@ -1,9 +1,9 @@
-"""benchmarks/val_curve.py: a run's periodic evaluations read back from its metrics.json."""
+"""The val-curve job: a run's periodic evaluations read back from its metrics.json."""
 import json
 
 import pytest
 
-import val_curve  # benchmarks/, on sys.path through pytest.ini
+from benchmarks import val_curve
 from maskrcnnpp.errors import UserError
 
 
@@ -23,7 +23,7 @@ def test_one_row_per_evaluation_the_last_of_a_repeated_iteration_kept(tmp_path):
     assert [i for i, _ in rows] == [999, 1999]
     assert rows[0][1]["fg_iou"] == 70.0 and rows[0][1]["bbox/AP"] is None
     assert rows[1][1]["fg_iou"] == 73.5 and rows[1][1]["segm/AP"] is None
-    text = val_curve.render(str(tmp_path), rows, "python benchmarks/val_curve.py run")
+    text = val_curve.render(str(tmp_path), rows, "python -m benchmarks val-curve run")
     assert "| 1000 | 70.00 |  | 0.300 | 35.0 |  |" in text  # no fg Dice, bbox AP NaN: empty cells
     assert "| 2000 | 73.50 |" in text
 

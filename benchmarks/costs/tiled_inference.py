@@ -1,28 +1,17 @@
-#!/usr/bin/env python
-"""Tiled prediction of big images: mosaics of one sample image, nuclei counted, duplicates, memory.
+"""The ``tiled-inference`` job: tiled prediction of big images, from mosaics of one sample image.
 
-    DETECTRON2_DATASETS=datasets OMP_NUM_THREADS=2 python benchmarks/tiled_inference.py \
-        --config-file configs/nuclei/mask_rcnn_R_18_FPN_cpu.yaml \
-        --weights output/compare/val-diameter-17/fpn_seed0/model_final.pth --sizes 4000 8000
-
-Predicts one image of the embedded sample (its nuclei found on the image alone
-are the reference), then mosaics of copies of it, each copy framed by a
-background gap wider than a nucleus so that no nucleus is cut at a seam. A
-mosaic is predicted exactly as ``tools/predict.py`` does (label image and COCO
-JSON written; the overlay too below --overlay-max-side), in a fresh process
-whose peak memory (RSS) is read when it ends. Reports nuclei found against
-copies x nuclei on one copy (within 5 % expected), duplicate pairs (two
-detections of one nucleus at mask IoU >= 0.5), peak RSS and megapixels per
-second. First, the stitching check with the real model: the largest sample
-image predicted in small tiles against the same image in one tile (share of
-the untiled nuclei matched at mask IoU >= 0.9, >= 99 % expected, and duplicate
-pairs). Writes a markdown table to benchmarks/results/tiled_inference_cpu.md.
+Predicts one image of the embedded sample (its nuclei found on the image alone are the
+reference), then mosaics of copies of it, each copy framed by a background gap wider than a
+nucleus so that no nucleus is cut at a seam. A mosaic is predicted exactly as
+``tools/predict.py`` does, in a fresh process whose peak memory (RSS) is read when it ends.
+Reports nuclei found against copies x nuclei on one copy, duplicate pairs (two detections of one
+nucleus at mask IoU >= 0.5), peak RSS and megapixels per second. First, the stitching check with
+the real model: the largest sample image predicted in small tiles against the same image in one
+tile. Writes results/tiled_inference_cpu.md.
 """
-import argparse
 import datetime
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -31,8 +20,10 @@ import time
 import numpy as np
 from PIL import Image
 
-from repo_path import REPO  # this checkout's maskrcnnpp first on sys.path
-from measure import git_commit, machine_description  # noqa: E402
+from ..measure import REPO, git_commit, machine_description, publish
+from ..tables import table
+
+FLAGS = ("results-dir",)
 
 # The tiled-vs-untiled check: the largest sample image (520 x 696 fluorescence, 150 nuclei).
 CHECK_IMAGE = "maskrcnnpp/data/builtin/sample/images/e7a3a7c99483c243742b6cfa74e81cd48f126dcef004016ad0151df6c16a6243.png"
@@ -140,8 +131,7 @@ def predict_in_child(args, image_path, output, overlay):
     return wall, int(peak[-1].split()[1]) / 1024
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser):
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--weights", required=True)
     parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 8000])
@@ -154,10 +144,9 @@ def main():
     parser.add_argument("--image", default=SAMPLE_IMAGE)
     parser.add_argument("--overlay-max-side", type=int, default=4000,
                         help="mosaics larger than this are predicted without the overlay")
-    parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "tiled_inference_cpu.md"))
-    args = parser.parse_args()
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
+
+def run(args):
     check = tiled_vs_untiled(args, os.path.join(REPO, args.check_image))
     print("tiled vs untiled:", check, flush=True)
     tile = np.asarray(Image.open(os.path.join(REPO, args.image)).convert("RGB"))
@@ -188,16 +177,13 @@ def main():
                 "mp_per_s": side * side / 1e6 / wall, "wall_s": wall, "overlay": overlay,
             })
             print(rows[-1], flush=True)
-    text = render(rows, per_copy, args, command, check)
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    from maskrcnnpp.utils.json_io import atomic_write
-
-    with atomic_write(args.output) as f:
-        f.write(text)
-    print(text)
+    publish(render(rows, per_copy, args, check), os.path.join(args.results_dir, "tiled_inference_cpu.md"))
+    return 0
 
 
-def render(rows, per_copy, args, command, check):
+
+
+def render(rows, per_copy, args, check):
     tiled90, tiled50 = (100 * v for v in check["tiled_shares"])
     framed90, framed50 = (100 * v for v in check["framed_shares"])
     lines = [
@@ -217,27 +203,19 @@ def render(rows, per_copy, args, command, check):
         f"{args.gap} px apart on its background colour, predicted with `--diameter {args.diameter:g}` "
         f"by `{args.config_file}` (weights `{args.weights}`). Expected = copies x nuclei on one copy.",
         "",
-        "| mosaic | copies | expected | found | found vs expected | duplicate pairs (IoU >= 0.5) "
-        "| duplicate pairs on one copy x copies "
-        "| peak RSS (MiB) | MP/s | wall (s) | overlay |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['side']}x{r['side']} | {r['copies']} | {r['expected']} | {r['found']} | {r['deviation']:+.2f} % "
-            f"| {r['duplicates']} | {r['expected_duplicates']} | {r['peak_mib']:.0f} | {r['mp_per_s']:.3f} | {r['wall_s']:.0f} "
-            f"| {'drawn' if r['overlay'] else 'not drawn'} |"
-        )
+    lines += table(
+        ["mosaic", "copies", "expected", "found", "found vs expected", "duplicate pairs (IoU >= 0.5)",
+         "duplicate pairs on one copy x copies", "peak RSS (MiB)", "MP/s", "wall (s)", "overlay"],
+        [[f"{r['side']}x{r['side']}", r["copies"], r["expected"], r["found"], f"{r['deviation']:+.2f} %", r["duplicates"],
+          r["expected_duplicates"], f"{r['peak_mib']:.0f}", f"{r['mp_per_s']:.3f}", f"{r['wall_s']:.0f}",
+          "drawn" if r["overlay"] else "not drawn"] for r in rows], "l" + "r" * 9 + "l")
     lines += [
         "",
-        f"- command: `{command}`",
+        f"- command: `{args.command}`",
         f"- machine: {machine_description('cpu')}; peak RSS is the prediction process's own "
         f"(ru_maxrss), with the label image and JSON written",
         f"- git commit: {git_commit()}; date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
     ]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    main()

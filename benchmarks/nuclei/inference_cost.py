@@ -1,42 +1,43 @@
-#!/usr/bin/env python
-"""Inference time of a comparison's trained models, the models taking turns image by image.
+"""The ``inference-cost`` job: inference time of a profile's trained models, taking turns image by image.
 
-    DETECTRON2_DATASETS=datasets OMP_NUM_THREADS=2 python benchmarks/inference_cost.py --profile cpu-23min --threads 2
+Each run of ``compare`` times its own evaluation, one model after the other, so a slower minute of
+the machine lands on one model only. This loads every trained (model, seed) of a profile (the
+``compare`` OUTPUT_DIRs' model_final.pth), takes every k-th image of the profile's test set, and
+runs all of them on each image in turn (image 1: fpn seed 0, nested seed 0, fpn seed 1, ...), so
+that load falls on every model alike. Inference is the evaluation's (under the diameter policy:
+estimate, rescale, tile). Writes results/inference_cost_<profile>.md.
 
-Each run of tools/compare.py times its own evaluation, one model after the other, so a
-slower minute of the machine lands on one model only. This loads every trained (model,
-seed) of a profile (tools/compare.py's OUTPUT_DIRs, <output-root>/<profile>/<model>_seed<k>/
-model_final.pth), takes every k-th image of the profile's test set, and runs all of them
-on each image in turn (image 1: fpn seed 0, nested seed 0, fpn seed 1, ...; image 2: ...),
-so that load falls on every model alike. Inference is the evaluation's (under the diameter
-policy: estimate, rescale, tile). Reports CPU and wall seconds and detections per image per
-run, and nested vs FPN paired by seed, beside the runs' own figures; writes
-benchmarks/results/inference_cost_<profile>.md.
-
-A trained model's time follows the detections it returns and the estimate passes it takes,
-so the two models' times differ by more than their necks. --fixed-workload N gives every
-model the same work: each image at its annotated diameter (no estimate) and the top N
-detections kept per tile whatever their score (stitched tiles of a large image may merge
-some); it writes inference_cost_<profile>_fixed<N>.md.
+A trained model's time follows the detections it returns and the estimate passes it takes, so the
+two models' times differ by more than their necks. --fixed-workload N gives every model the same
+work: each image at its annotated diameter and the top N detections kept per tile whatever their
+score; it writes inference_cost_<profile>_fixed<N>.md.
 """
-import argparse
-import json
 import os
-import sys
 
 import torch
+from detectron2.utils.logger import setup_logger
 
-import repo_path  # noqa: F401  (this checkout's maskrcnnpp first on sys.path)
-from measure import REPO, Stopwatch, command_text, cpu_model, git_commit  # noqa: E402
-from comparison_report import fmt, mean_std  # noqa: E402
-from comparison_profiles import MODELS, PROFILES  # noqa: E402
-from nuclei_comparison import build_cfg, run_output_dir, run_path  # noqa: E402
+from maskrcnnpp.engine import Trainer, load_weights_strictly
+from maskrcnnpp.engine.scaled_model import DiameterScaledModel
+from maskrcnnpp.errors import UserError
 
-from detectron2.utils.logger import setup_logger  # noqa: E402
-from maskrcnnpp.engine import Trainer, load_weights_strictly  # noqa: E402
-from maskrcnnpp.engine.scaled_model import DiameterScaledModel  # noqa: E402
-from maskrcnnpp.errors import UserError, run_command  # noqa: E402
-from maskrcnnpp.utils.json_io import atomic_write  # noqa: E402
+from ..measure import Stopwatch, cpu_model, git_commit, publish
+from ..records import load_nuclei_runs, nuclei_runs_dir
+from ..stats import mean_std
+from ..tables import fmt, table
+from .profiles import MODELS, PROFILES
+from .runner import DEFAULTS as COMPARE_DEFAULTS
+from .runner import build_cfg, run_output_dir
+
+FLAGS = ("results-dir", "output-root", "seeds", "threads")
+DEFAULTS = {"output_root": COMPARE_DEFAULTS["output_root"], "threads": 2}
+
+
+def add_arguments(parser):
+    parser.add_argument("--profile", default="cpu-23min", choices=sorted(PROFILES))
+    parser.add_argument("--every", type=int, default=5, help="time every k-th test image")
+    parser.add_argument("--fixed-workload", type=int, metavar="N",
+                        help="every model at the annotated diameters, keeping the top N detections per tile")
 
 
 def trained_in(profile_name, model_key):
@@ -52,13 +53,13 @@ def fixed_workload_opts(detections):
 
 
 def load_predictor(profile_name, model_key, seed, output_root, opts=()):
-    """(cfg, model ready for inference) of one trained run of tools/compare.py, with ``opts``
-    (KEY VALUE ...) applied over its config."""
+    """(cfg, model ready for inference) of one trained ``compare`` run, with ``opts`` (KEY VALUE ...)
+    applied over its config."""
     source = trained_in(profile_name, model_key)
     output_dir = run_output_dir(output_root, source, model_key, seed)
     weights = os.path.join(output_dir, "model_final.pth")
     if not os.path.isfile(weights):
-        raise UserError(f"{weights}: not found; train it first with tools/compare.py --profile "
+        raise UserError(f"{weights}: not found; train it first with python -m benchmarks compare --profile "
                         f"{source} --model {model_key} --seeds {seed}")
     cfg, _ = build_cfg(PROFILES[source], model_key, seed, output_dir, output_root)
     cfg.merge_from_list(list(opts))
@@ -87,8 +88,7 @@ def time_in_turns(predictors, inputs):
     times = {name: [] for name in predictors}
     for k in range(len(next(iter(inputs.values())))):
         for name, model in predictors.items():
-            watch = Stopwatch()
-            with watch:
+            with Stopwatch() as watch:
                 outputs = model(inputs[name][k])
             times[name].append((watch.wall, watch.cpu, sum(len(o["instances"]) for o in outputs)))
     return times
@@ -105,19 +105,30 @@ def paired_percent(per_run, seeds, column=0):
             for s in seeds if ("nested", s) in per_run and ("fpn", s) in per_run]
 
 
-def own_cpu_per_image(results_dir, profile_name, model_key, seed):
-    """The run JSON's own inference CPU s/image (timed during its evaluation), or None."""
-    path = run_path(os.path.join(results_dir, "nuclei_runs", trained_in(profile_name, model_key)), model_key, seed)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)["inference_timing"]["cpu_s_per_image"]
+def own_cpu_per_image(results_dir, profile_name):
+    """{(model, seed): inference CPU s/image that each run measured in its own evaluation}."""
+    own = {}
+    for model in MODELS:
+        for run in load_nuclei_runs(nuclei_runs_dir(results_dir, trained_in(profile_name, model))):
+            if run["model"] == model:
+                own[(model, run["seed"])] = run["inference_timing"]["cpu_s_per_image"]
+    return own
+
+
+def percent_line(label, pairs):
+    per_seed = ", ".join(f"seed {s} {p:+.1f} %" for s, p in pairs)
+    return f"- {label}: {fmt(*mean_std([p for _, p in pairs]), decimals=1, sign=True)} % ({per_seed})"
 
 
 def render(profile_name, per_run, seeds, images, results_dir, command, fixed_detections=None):
     """The markdown report; per_run: {(model key, seed): summary()'s tuple}; fixed_detections:
     the N of --fixed-workload, or None."""
     fixed = fixed_detections is not None
+    own = {} if fixed else own_cpu_per_image(results_dir, profile_name)
+    rows = [[MODELS[model_key], seed, f"{cpu:.3f}", f"{wall:.3f}", f"{dets:.1f}"]
+            + ([] if fixed else [fmt(own.get((model_key, seed)), decimals=3)])
+            for (model_key, seed), (cpu, wall, dets) in sorted(per_run.items(), key=lambda item: (item[0][1], item[0][0]))]
+    head = ["model", "seed", "CPU s/image", "wall s/image", "detections/image"] + ([] if fixed else ["own run: CPU s/image"])
     lines = [
         f"# Inference cost of `{profile_name}`'s trained models, timed in turns"
         + (f", at a fixed workload ({fixed_detections} detections per tile)" if fixed else ""),
@@ -129,25 +140,17 @@ def render(profile_name, per_run, seeds, images, results_dir, command, fixed_det
            f"{fixed_detections} per tile, so the models return nearly the same number, which the "
            "column shows, and the network is what differs)." if fixed else
            "(every score the evaluation keeps). \"Own run\": the inference CPU s/image that "
-           "tools/compare.py measured in the run's own evaluation (all test images, one model at a time)."),
+           "the comparison measured in the run's own evaluation (all test images, one model at a time)."),
         "",
-        "| model | seed | CPU s/image | wall s/image | detections/image |" + ("" if fixed else " own run: CPU s/image |"),
-        "| --- | ---: | ---: | ---: | ---: |" + ("" if fixed else " ---: |"),
-    ]
-    own = {} if fixed else {key: own_cpu_per_image(results_dir, profile_name, *key) for key in per_run}
-    for (model_key, seed), (cpu, wall, dets) in sorted(per_run.items(), key=lambda item: (item[0][1], item[0][0])):
-        lines.append(f"| {MODELS[model_key]} | {seed} | {cpu:.3f} | {wall:.3f} | {dets:.1f} |"
-                     + ("" if fixed else f" {fmt(own[(model_key, seed)], decimals=3)} |"))
+    ] + table(head, rows, "l" + "r" * (len(head) - 1))
     lines += ["", "Nested vs FPN, paired by seed (mean ± std over seeds; per seed in brackets):", ""]
     for column, label in ((0, "CPU s/image"), (1, "wall s/image"), (2, "detections/image")):
         pairs = paired_percent(per_run, seeds, column)
         if pairs:
-            per_seed = ", ".join(f"seed {s} {p:+.1f} %" for s, p in pairs)
-            lines.append(f"- {label}: {fmt(*mean_std([p for _, p in pairs]), decimals=1, sign=True)} % ({per_seed})")
-    own_pairs = paired_percent({key: (cpu,) for key, cpu in own.items() if cpu}, seeds)
+            lines.append(percent_line(label, pairs))
+    own_pairs = paired_percent({key: (cpu,) for key, cpu in own.items() if cpu and key in per_run}, seeds)
     if own_pairs:
-        lines.append(f"- the runs' own CPU s/image: {fmt(*mean_std([p for _, p in own_pairs]), decimals=1, sign=True)} % "
-                     f"({', '.join(f'seed {s} {p:+.1f} %' for s, p in own_pairs)})")
+        lines.append(percent_line("the runs' own CPU s/image", own_pairs))
     lines += [
         "",
         f"- command: `{command}`",
@@ -158,24 +161,12 @@ def render(profile_name, per_run, seeds, images, results_dir, command, fixed_det
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="cpu-23min", choices=sorted(PROFILES))
-    parser.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
-    parser.add_argument("--every", type=int, default=5, help="time every k-th test image")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--fixed-workload", type=int, metavar="N",
-                        help="every model at the annotated diameters, keeping the top N detections per tile")
-    parser.add_argument("--output-root", default=os.path.join(REPO, "output", "compare"))
-    parser.add_argument("--results-dir", default=os.path.join(REPO, "benchmarks", "results"))
-    args = parser.parse_args(argv)
+def run(args):
     if args.every < 1:
         raise UserError(f"--every {args.every}: must be 1 or more")
     if args.fixed_workload is not None and args.fixed_workload < 1:
         raise UserError(f"--fixed-workload {args.fixed_workload}: must be 1 or more detections")
     opts = fixed_workload_opts(args.fixed_workload) if args.fixed_workload else []
-    torch.set_num_threads(args.threads)
-    command = command_text("benchmarks/inference_cost.py", argv)
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
     setup_logger(name="maskrcnnpp")
     predictors, inputs = {}, {}
@@ -186,13 +177,7 @@ def main(argv=None):
                 inputs[model_key] = sample_inputs(cfg, args.every)
     per_run = summary(time_in_turns(predictors, {name: inputs[name[0]] for name in predictors}))
     images = len(next(iter(inputs.values())))
-    text = render(args.profile, per_run, seeds, images, args.results_dir, command, args.fixed_workload)
+    text = render(args.profile, per_run, seeds, images, args.results_dir, args.command, args.fixed_workload)
     suffix = f"_fixed{args.fixed_workload}" if args.fixed_workload else ""
-    with atomic_write(os.path.join(args.results_dir, f"inference_cost_{args.profile}{suffix}.md"), encoding="utf-8") as f:
-        f.write(text)
-    print(text)
+    publish(text, os.path.join(args.results_dir, f"inference_cost_{args.profile}{suffix}.md"))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_command(main))

@@ -1,38 +1,30 @@
-#!/usr/bin/env python
-"""Choose the semantic UNet++'s inference mode on val, then report the choice on test.
+"""The ``head-choice`` job: the semantic UNet++'s inference mode, chosen on val, reported on test.
 
-    DETECTRON2_DATASETS=datasets OMP_NUM_THREADS=2 python benchmarks/unetpp_head_choice.py --threads 2
-
-The UNet++ with deep supervision predicts either with the mean of its heads ("ensemble") or
-pruned to one level ("L1" .. "L4", the paper's inference-time pruning). This takes the UNet++
-models that benchmarks/semantic_comparison.py trained and kept
-(<output-root>/unetpp_ds_seed<k>/config.yaml and model_final.pth), evaluates every seed's
-model on dsb2018_val in every mode, chooses the mode with the highest mean val fg IoU (the
-cheaper mode on a tie), and evaluates only that mode on dsb2018_test. The ensemble's test
-figures are the semantic comparison's own runs. One JSON per (split, mode, seed) goes to
-benchmarks/results/unetpp_head_choice/ (finished ones are skipped), and
-unetpp_head_choice_cpu.md is rebuilt from them and from semantic_nuclei_cpu/.
+The UNet++ with deep supervision predicts with the mean of its heads ("ensemble") or pruned to
+one level ("L1" .. "L4"). This evaluates every seed's UNet++ that the ``semantic`` job trained
+and kept (<output-root>/unetpp_ds_seed<k>/config.yaml and model_final.pth) on dsb2018_val in every
+mode, chooses the mode with the highest mean val fg IoU (the cheaper one on a tie), and evaluates
+only that mode on dsb2018_test; the ensemble's test figures are the semantic comparison's own
+runs. One record per (split, mode, seed) goes to results/unetpp_head_choice/ (records.py).
 """
-import argparse
 import datetime
-import json
 import os
 import statistics
-import sys
 import time
 
-import torch
+from detectron2.utils.logger import setup_logger
 
-from repo_path import REPO  # this checkout's maskrcnnpp first on sys.path
-from measure import command_text, cpu_model  # noqa: E402
-from semantic_comparison import RESULTS, ROWS, load_runs, paired_line, score_cells  # noqa: E402
+from maskrcnnpp.engine import Trainer, load_weights_strictly
+from maskrcnnpp.engine.setup import load_cfg
+from maskrcnnpp.errors import UserError
 
-from detectron2.utils.logger import setup_logger  # noqa: E402
-from maskrcnnpp.engine import Trainer, load_weights_strictly  # noqa: E402
-from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
-from maskrcnnpp.errors import UserError, run_command  # noqa: E402
-from maskrcnnpp.utils.json_io import atomic_write, write_json_atomic  # noqa: E402
+from ..measure import REPO, count_parameters, machine_line, publish
+from ..records import head_choice_run_path, load_head_choice_runs, load_semantic_runs, write_record
+from ..tables import table
+from .comparison import ROWS, paired_line, runs_dir_of, score_cells
 
+FLAGS = ("results-dir", "output-root", "seeds", "threads", "render-only")
+DEFAULTS = {"output_root": os.path.join(REPO, "output", "semantic_comparison"), "seeds": [0, 1, 2]}
 ROW = "unetpp_ds"
 SPLITS = {"val": "dsb2018_val", "test": "dsb2018_test"}
 
@@ -46,29 +38,22 @@ def cost_order(mode):
     return (1, 0) if mode == "ensemble" else (0, int(mode[1:]))
 
 
-def run_path(runs_dir, split, mode, seed):
-    return os.path.join(runs_dir, f"{split}_{mode}_seed{seed}.json")
-
-
 def trained_model(output_root, seed):
     """(config.yaml, model_final.pth) of the semantic comparison's UNet++ run of ``seed``."""
     folder = os.path.join(output_root, f"{ROW}_seed{seed}")
     paths = tuple(os.path.join(folder, name) for name in ("config.yaml", "model_final.pth"))
     for path in paths:
         if not os.path.isfile(path):
-            raise UserError(
-                f"{path}: not found; train it first with "
-                f"benchmarks/semantic_comparison.py --rows {ROW} --seeds {seed}"
-            )
+            raise UserError(f"{path}: not found; train it first with "
+                            f"python -m benchmarks semantic --rows {ROW} --seeds {seed}")
     return paths
 
 
 def evaluate(seed, mode, dataset, output_root, threads, command, path):
-    """Evaluate seed ``seed``'s trained UNet++ in ``mode`` on ``dataset``; write its JSON to ``path``."""
+    """Evaluate seed ``seed``'s trained UNet++ in ``mode`` on ``dataset``; write its record to ``path``."""
     config, weights = trained_model(output_root, seed)
     out = os.path.join(output_root, "head_choice", os.path.splitext(os.path.basename(path))[0])
-    cfg = load_cfg(config, ["MODEL.UNETPP.INFERENCE", mode, "DATASETS.TEST", f"('{dataset}',)",
-                            "OUTPUT_DIR", out])
+    cfg = load_cfg(config, ["MODEL.UNETPP.INFERENCE", mode, "DATASETS.TEST", f"('{dataset}',)", "OUTPUT_DIR", out])
     cfg.freeze()
     model = Trainer.build_model(cfg)
     load_weights_strictly(model, weights, config)
@@ -76,31 +61,13 @@ def evaluate(seed, mode, dataset, output_root, threads, command, path):
     start = time.perf_counter()
     metrics = Trainer.test(cfg, model)["nuclei"]
     record = {
-        "mode": mode,
-        "seed": seed,
-        "dataset": dataset,
-        "weights": os.path.relpath(weights, REPO),
-        "parameters": sum(p.numel() for p in used.parameters()),
-        "eval_seconds": time.perf_counter() - start,
-        "metrics": metrics,
-        "threads": threads,
-        "command": command,
+        "mode": mode, "seed": seed, "dataset": dataset, "weights": os.path.relpath(weights, REPO),
+        "parameters": count_parameters(used), "eval_seconds": time.perf_counter() - start, "metrics": metrics,
+        "threads": threads, "command": command,
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
     }
-    write_json_atomic(path, record, indent=2)
+    write_record(path, record)
     return record
-
-
-def load_choice_runs(runs_dir):
-    """{split: {mode: {seed: run}}} from the JSONs in ``runs_dir``."""
-    runs = {}
-    for name in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
-        if name.endswith(".json"):
-            with open(os.path.join(runs_dir, name)) as f:
-                run = json.load(f)
-            split = name.split("_", 1)[0]
-            runs.setdefault(split, {}).setdefault(run["mode"], {})[run["seed"]] = run
-    return runs
 
 
 def choose(val_runs, seeds):
@@ -117,15 +84,11 @@ def choose(val_runs, seeds):
     return min((m for m in complete if mean_iou(m) == best), key=cost_order)
 
 
-def table(rows, first="inference"):
+def runs_table(rows, first="inference"):
     """rows: [(label, {seed: run})] -> markdown lines, mean ± std over each row's seeds."""
-    lines = [f"| {first} | parameters | seeds | fg IoU | fg Dice | pooled IoU | eval s/image |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
-    for label, runs in rows:
-        rs = [runs[s] for s in sorted(runs)]
-        lines.append(f"| {label} | {rs[0]['parameters'] / 1e6:.2f}M | {', '.join(str(s) for s in sorted(runs))} "
-                     f"| {score_cells(rs)} |")
-    return lines
+    cells = [[label, f"{runs[min(runs)]['parameters'] / 1e6:.2f}M", ", ".join(str(s) for s in sorted(runs))]
+             + score_cells([runs[s] for s in sorted(runs)]) for label, runs in rows]
+    return table([first, "parameters", "seeds", "fg IoU", "fg Dice", "pooled IoU", "eval s/image"], cells, "lrlrrrr")
 
 
 def scored_on(runs_by_mode):
@@ -138,8 +101,8 @@ def scored_on(runs_by_mode):
 
 
 def write_report(results_dir, seeds):
-    choice = load_choice_runs(os.path.join(results_dir, "unetpp_head_choice"))
-    seeded, _ = load_runs(os.path.join(results_dir, "semantic_nuclei_cpu"))
+    choice = load_head_choice_runs(os.path.join(results_dir, "unetpp_head_choice"))
+    seeded, _ = load_semantic_runs(runs_dir_of(results_dir))
     val = {m: {s: r for s, r in runs.items() if s in seeds} for m, runs in choice.get("val", {}).items()}
     chosen = choose(val, seeds)
     lines = [
@@ -154,7 +117,7 @@ def write_report(results_dir, seeds):
         f"## Val: every mode{scored_on(val)}",
         "",
     ]
-    lines += table([(m, val[m]) for m in sorted(val, key=cost_order) if val[m]]) if val else ["No val runs yet."]
+    lines += runs_table([(m, val[m]) for m in sorted(val, key=cost_order) if val[m]]) if val else ["No val runs yet."]
     lines += [""]
     if chosen is None:
         lines += ["No mode has been scored on every seed yet: nothing chosen."]
@@ -167,7 +130,7 @@ def write_report(results_dir, seeds):
         rows = [(ROWS[k][0], {s: r for s, r in seeded.get(k, {}).items() if s in seeds}) for k in ROWS]
         if chosen != "ensemble":
             rows.append((chosen_name, test_runs))
-        lines += table([(name, runs) for name, runs in rows if runs], first="model") + [""]
+        lines += runs_table([(name, runs) for name, runs in rows if runs], first="model") + [""]
         for base in ("unet", "wide_unet", ROW):
             if base != ROW or chosen != "ensemble":
                 lines += paired_line(test_runs, seeded.get(base, {}), chosen_name, ROWS[base][0])
@@ -180,45 +143,27 @@ def write_report(results_dir, seeds):
         "Per-run JSON: `benchmarks/results/unetpp_head_choice/*.json`.",
         "",
         *sorted({f"- command: `{r['command']}`" for r in everything}),
-        f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}",
+        machine_line(),
         "",
     ]
-    text = "\n".join(lines)
-    with atomic_write(os.path.join(results_dir, "unetpp_head_choice_cpu.md"), encoding="utf-8") as f:
-        f.write(text)
-    print(text)
-    return text
+    return publish("\n".join(lines), os.path.join(results_dir, "unetpp_head_choice_cpu.md"))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--output-root", default=os.path.join(REPO, "output", "semantic_comparison"),
-                        help="where benchmarks/semantic_comparison.py kept its runs")
-    parser.add_argument("--results-dir", default=RESULTS)
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from the JSONs")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    command = command_text("benchmarks/unetpp_head_choice.py", argv)
+def run(args):
     runs_dir = os.path.join(args.results_dir, "unetpp_head_choice")
-    if not args.report_only:
+    if not args.render_only:
         setup_logger(name="detectron2")
         setup_logger(name="maskrcnnpp")
         depth = load_cfg(trained_model(args.output_root, args.seeds[0])[0]).MODEL.UNETPP.DEPTH
         for seed in args.seeds:
             for mode in modes_of(depth):
-                path = run_path(runs_dir, "val", mode, seed)
+                path = head_choice_run_path(runs_dir, "val", mode, seed)
                 if not os.path.isfile(path):
-                    evaluate(seed, mode, SPLITS["val"], args.output_root, args.threads, command, path)
-        chosen = choose(load_choice_runs(runs_dir)["val"], args.seeds)
+                    evaluate(seed, mode, SPLITS["val"], args.output_root, args.threads, args.command, path)
+        chosen = choose(load_head_choice_runs(runs_dir)["val"], args.seeds)
         for seed in args.seeds if chosen != "ensemble" else []:
-            path = run_path(runs_dir, "test", chosen, seed)
+            path = head_choice_run_path(runs_dir, "test", chosen, seed)
             if not os.path.isfile(path):
-                evaluate(seed, chosen, SPLITS["test"], args.output_root, args.threads, command, path)
+                evaluate(seed, chosen, SPLITS["test"], args.output_root, args.threads, args.command, path)
     write_report(args.results_dir, args.seeds)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_command(main))

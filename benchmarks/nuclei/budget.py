@@ -4,11 +4,9 @@ A profile with ``train_minutes`` trains each model for as many iterations as fit
 that many minutes on the machine running it. A short probe (the run's own config,
 a few iterations) measures the seconds per iteration first; the iteration count
 follows from it, and the learning-rate steps keep their fractions of the config's
-schedule. The result is kept in ``train_budget.json`` in the run's OUTPUT_DIR, so
-a resumed run keeps the same schedule. The run JSON records the training time it
-really took, which the report shows beside the budget.
+schedule. The result is kept in the run's ``train_budget.json`` (records.py), so a
+resumed run keeps the same schedule.
 """
-import json
 import os
 import shutil
 import statistics
@@ -16,7 +14,8 @@ import statistics
 from detectron2.utils.env import seed_all_rng
 
 from maskrcnnpp.engine import Trainer
-from maskrcnnpp.utils.json_io import write_json_atomic
+
+from ..records import read_budget, write_budget
 
 PROBE_WARMUP = 10  # first iterations left out (allocation, data loader start-up)
 PROBE_ITERS = 30
@@ -53,15 +52,11 @@ def probe_seconds_per_iter(cfg, output_dir, warmup=PROBE_WARMUP, iters=PROBE_ITE
 
 def apply_training_budget(cfg, minutes, output_dir, probe=probe_seconds_per_iter):
     """Set ``cfg``'s schedule (unfrozen) to fill ``minutes``; returns the budget record."""
-    path = os.path.join(output_dir, "train_budget.json")
-    if os.path.isfile(path):
-        with open(path) as f:
-            budget = json.load(f)
-    else:
+    budget = read_budget(output_dir)
+    if budget is None:
         seconds = probe(cfg, os.path.join(output_dir, "budget_probe"))
-        budget = {"minutes": minutes, "probe_seconds_per_iter": seconds,
-                  **budget_schedule(cfg, minutes, seconds)}
-        write_json_atomic(path, budget)
+        budget = {"minutes": minutes, "probe_seconds_per_iter": seconds, **budget_schedule(cfg, minutes, seconds)}
+        write_budget(output_dir, budget)
     cfg.SOLVER.MAX_ITER = budget["max_iter"]
     cfg.SOLVER.STEPS = tuple(budget["steps"])
     cfg.SOLVER.WARMUP_ITERS = budget["warmup_iters"]

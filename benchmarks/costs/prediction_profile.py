@@ -1,44 +1,44 @@
-#!/usr/bin/env python
-"""Where one image's prediction time goes: file to label image, split into its parts.
-
-    DETECTRON2_DATASETS=datasets OMP_NUM_THREADS=2 python benchmarks/prediction_profile.py \
-        --model nested configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml output/nested/model_final.pth \
-        --model fpn configs/nuclei/mask_rcnn_R_18_FPN_cpu.yaml output/fpn/model_final.pth \
-        --dataset dsb2018_test --formats labels --label cpu-23min
+"""The ``prediction-profile`` job: where one image's prediction time goes, from file to label image.
 
 Each image of the dataset is predicted as ``tools/predict.py`` predicts it (the same
-``predict_image``: read, size estimate, resize, tiles, network, mask pasting, outputs), the models
-taking turns image by image so that load falls on all alike. Every part's time is exclusive (a
-part's children are not counted in it), so the parts add up to the total. The network's parts are
-split by phase: the passes of the diameter estimate, and the final pass at the working scale.
-Writes benchmarks/results/prediction_profile_<label>.md with the command, machine and commit.
+``predict_image``), the models taking turns image by image so that load falls on all alike. Every
+part's time is exclusive (a part's children are not counted in it), so the parts add up to the
+total; the network's parts are split by phase, the passes of the diameter estimate and the final
+pass at the working scale. Writes results/prediction_profile_<label>.md.
 """
-import argparse
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from collections import defaultdict
 
-import torch
+from detectron2.data import DatasetCatalog
 
-import repo_path  # noqa: F401  (this checkout's maskrcnnpp first on sys.path)
-import maskrcnnpp  # noqa: E402,F401  (guards and dataset registration before detectron2)
-from measure import REPO, command_text, git_commit, machine_description, publish  # noqa: E402
+import maskrcnnpp.predict.cli as predict_cli
+import maskrcnnpp.predict.predictor as predictor_module
+from maskrcnnpp.engine.setup import load_cfg
+from maskrcnnpp.predict import NucleiPredictor, parse_formats, prepare_output_dir
 
-from detectron2.data import DatasetCatalog  # noqa: E402
+from ..measure import provenance, publish
+from ..tables import row_line, table
 
-import maskrcnnpp.predict.cli as predict_cli  # noqa: E402
-import maskrcnnpp.predict.predictor as predictor_module  # noqa: E402
-from maskrcnnpp.engine.setup import load_cfg  # noqa: E402
-from maskrcnnpp.errors import run_command  # noqa: E402
-from maskrcnnpp.predict import NucleiPredictor, parse_formats, prepare_output_dir  # noqa: E402
+FLAGS = ("results-dir", "threads")
+DEFAULTS = {"threads": 2}
+
+
+def add_arguments(parser):
+    parser.add_argument("--model", nargs=3, action="append", required=True, metavar=("NAME", "CONFIG", "WEIGHTS"))
+    parser.add_argument("--dataset", default="dsb2018_test", help="registered dataset whose images are predicted")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N images (0: all)")
+    parser.add_argument("--formats", default="labels", help="outputs written, as predict's --formats")
+    parser.add_argument("--label", required=True, help="names the report: prediction_profile_<label>.md")
+
 
 # (part, how it is reached): module attributes wrapped, in maskrcnnpp.predict.cli / .predictor
 FUNCTION_PARTS = (
     ("read", predict_cli, "read_image_rgb8"),
     ("estimate (outside the network)", predictor_module, "estimate_diameter"),
+    ("size head looks (bottom-up pass and head)", predictor_module, "estimate_by_size_head"),
     ("mask pasting", predictor_module, "paste_cropped"),
     ("label image", predict_cli, "build_label_image"),
     ("write labels", predict_cli, "write_label_image"),
@@ -109,7 +109,7 @@ def instrumented(clock, model):
     for part, module, name in FUNCTION_PARTS:
         original = getattr(module, name)
         originals.append((module, name, original))
-        setattr(module, name, wrap(part, original, "estimate" if name == "estimate_diameter" else None))
+        setattr(module, name, wrap(part, original, "estimate" if name.startswith("estimate_") else None))
     handles = []
     for part, path in MODULE_PARTS:
         submodule = model.get_submodule(path)
@@ -152,58 +152,39 @@ def render(results, images, command):
     names = list(results)
     parts = sorted({part for clock, _ in results.values() for part in clock.totals},
                    key=lambda p: -max(results[n][0].totals.get(p, (0, 0))[1] for n in names))
-    lines = [
-        "# Prediction profile: where one image's time goes",
-        "",
-        f"- command: `{command}`",
-        f"- machine: {machine_description('cpu')}",
-        f"- commit: {git_commit()}",
-        f"- images: {images}; each model predicts each image as `tools/predict.py` does, the models in turn",
-        "- times: milliseconds per image, exclusive (a part's children are not in it), so the parts add up",
-        "",
-        "| part | " + " | ".join(f"{n} wall ms | {n} CPU ms | {n} CPU %" for n in names) + " |",
-        "| --- |" + " ---: | ---: | ---: |" * len(names),
-    ]
+    rows = []
     for part in parts:
-        cells = []
+        cells = [part]
         for n in names:
             clock, totals = results[n]
             wall, cpu = clock.totals.get(part, (0.0, 0.0))
             total_cpu = sum(t[1] for t in totals)
-            cells.append(f"{1000 * wall / len(totals):.1f} | {1000 * cpu / len(totals):.1f} | "
-                         f"{100 * cpu / total_cpu:.1f}")
-        lines.append(f"| {part} | " + " | ".join(cells) + " |")
-    totals = []
+            cells += [f"{1000 * wall / len(totals):.1f}", f"{1000 * cpu / len(totals):.1f}", f"{100 * cpu / total_cpu:.1f}"]
+        rows.append(cells)
+    total = ["**total per image**"]
     for n in names:
         t = results[n][1]
-        totals.append(f"**{1000 * sum(x[0] for x in t) / len(t):.1f}** | **{1000 * sum(x[1] for x in t) / len(t):.1f}** | "
-                      f"{sum(x[2] for x in t) / len(t):.0f} nuclei")
-    lines.append("| **total per image** | " + " | ".join(totals) + " |")
+        total += [f"**{1000 * sum(x[0] for x in t) / len(t):.1f}**", f"**{1000 * sum(x[1] for x in t) / len(t):.1f}**",
+                  f"{sum(x[2] for x in t) / len(t):.0f} nuclei"]
+    head = ["part"] + [f"{n} {column}" for n in names for column in ("wall ms", "CPU ms", "CPU %")]
+    lines = [
+        "# Prediction profile: where one image's time goes",
+        "",
+        *provenance(command),
+        f"- images: {images}; each model predicts each image as `tools/predict.py` does, the models in turn",
+        "- times: milliseconds per image, exclusive (a part's children are not in it), so the parts add up",
+        "",
+    ] + table(head, rows, "l" + "r" * 3 * len(names)) + [row_line(total)]
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", nargs=3, action="append", required=True, metavar=("NAME", "CONFIG", "WEIGHTS"))
-    parser.add_argument("--dataset", default="dsb2018_test", help="registered dataset whose images are predicted")
-    parser.add_argument("--limit", type=int, default=0, help="only the first N images (0: all)")
-    parser.add_argument("--formats", default="labels", help="outputs written, as predict's --formats")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--label", required=True, help="names the report: prediction_profile_<label>.md")
-    parser.add_argument("--results-dir", default=os.path.join(REPO, "benchmarks", "results"))
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+def run(args):
     models = {}
     for name, config, weights in args.model:
-        cfg = run_command(load_cfg, config, ["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu"])
-        models[name] = run_command(NucleiPredictor, cfg, config)
-    paths = [r["file_name"] for r in run_command(DatasetCatalog.get, args.dataset)]
+        models[name] = NucleiPredictor(load_cfg(config, ["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu"]), config)
+    paths = [r["file_name"] for r in DatasetCatalog.get(args.dataset)]
     paths = paths[: args.limit] if args.limit else paths
-    results = profile(models, paths, run_command(parse_formats, args.formats))
-    table = render(results, f"{len(paths)} of {args.dataset}, outputs: {args.formats}",
-                   command_text("benchmarks/prediction_profile.py", argv))
-    publish(table, os.path.join(args.results_dir, f"prediction_profile_{args.label}.md"))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    results = profile(models, paths, parse_formats(args.formats))
+    text = render(results, f"{len(paths)} of {args.dataset}, outputs: {args.formats}", args.command)
+    publish(text, os.path.join(args.results_dir, f"prediction_profile_{args.label}.md"))
+    return 0

@@ -1,0 +1,1 @@
+"""Mask R-CNN vs Mask R-CNN++ on DSB2018 nuclei: profiles, runs, reports, inference cost."""
