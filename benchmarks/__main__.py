@@ -25,6 +25,7 @@ JOBS = {
     "prediction-profile": "costs.prediction_profile",
     "tiled-inference": "costs.tiled_inference",
     "size-estimate": "nuclei.size_estimate",
+    "zoo-table": "nuclei.zoo_table",
     "val-curve": "val_curve",
 }
 SHARED = {

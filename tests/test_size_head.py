@@ -27,6 +27,11 @@ SMALL = ["MODEL.RPN.POST_NMS_TOPK_TEST", "100", "TEST.DETECTIONS_PER_IMAGE", "20
          "TEST.TILE_OVERLAP", "40"]
 
 
+def scaled_cfg(*extra):
+    """The product's config, scaled by diameter, with small test-time limits and ``extra`` overrides."""
+    return load_cfg(os.path.join(REPO, CONFIG), ["INPUT.SCALE_POLICY", "diameter", *SMALL, *extra])
+
+
 def test_a_view_is_rescaled_and_mirrored_out_to_the_minimum_side():
     image = np.arange(100 * 80 * 3, dtype=np.uint8).reshape(100, 80, 3)
     view, scale = rescaled_view(image, 0.5, (0, 100, 0, 80))
@@ -72,7 +77,7 @@ def random_detector(tmp_path_factory):
     """A Mask R-CNN++ with random weights saved as a checkpoint, and a synthetic labelled set."""
     folder = tmp_path_factory.mktemp("size_head")
     torch.manual_seed(0)
-    cfg = load_cfg(os.path.join(REPO, CONFIG), ["INPUT.SCALE_POLICY", "diameter"] + SMALL)
+    cfg = scaled_cfg()
     model = build_model(cfg)
     DetectionCheckpointer(model, save_dir=str(folder)).save("detector")
     records = synthetic.make_dataset(str(folder / "images"), num_images=6, size=(160, 180), seed=1)
@@ -97,9 +102,8 @@ def test_the_tool_writes_a_head_that_predict_then_uses(repo_root, random_detecto
     scored = saved["metrics"][dataset]
     assert scored["images"] == 6 and 1.0 <= scored["mean_passes"] <= 2.0 and scored["median_error"] >= 0
 
-    cfg = load_cfg(os.path.join(repo_root, CONFIG), ["INPUT.SCALE_POLICY", "diameter", "MODEL.WEIGHTS", weights,
-                                                     "MODEL.SIZE_HEAD.WEIGHTS", str(tmp_path / "run" / SIZE_HEAD_FILE),
-                                                     "TEST.NUCLEI.SCORE_THRESHOLD", "0.0"] + SMALL)
+    cfg = scaled_cfg("MODEL.WEIGHTS", weights, "MODEL.SIZE_HEAD.WEIGHTS", str(tmp_path / "run" / SIZE_HEAD_FILE),
+                     "TEST.NUCLEI.SCORE_THRESHOLD", "0.0")
     predictor = NucleiPredictor(cfg, CONFIG)
     image, _ = synthetic.make_image(np.random.default_rng(3), 200, 220, max_nuclei=6)
     prediction = predictor(image)
@@ -113,9 +117,7 @@ def test_a_trained_head_orders_views_by_scale(repo_root, random_detector, tmp_pa
     larger than the same view at 1/4x (a head that learned nothing fails this)."""
     folder, weights, dataset = random_detector
     assert train_main(train_args(repo_root, weights, dataset, tmp_path / "run", "--iterations", "300")) == 0
-    cfg = load_cfg(os.path.join(repo_root, CONFIG), ["INPUT.SCALE_POLICY", "diameter", "MODEL.WEIGHTS", weights,
-                                                     "MODEL.SIZE_HEAD.WEIGHTS", str(tmp_path / "run" / SIZE_HEAD_FILE)]
-                   + SMALL)
+    cfg = scaled_cfg("MODEL.WEIGHTS", weights, "MODEL.SIZE_HEAD.WEIGHTS", str(tmp_path / "run" / SIZE_HEAD_FILE))
     predictor = NucleiPredictor(cfg, CONFIG)
     readings = []
     for record in DatasetCatalog.get(dataset)[:4]:
@@ -128,35 +130,39 @@ def test_a_trained_head_orders_views_by_scale(repo_root, random_detector, tmp_pa
 
 def test_weights_without_a_head_fall_back_to_the_search_or_refuse(repo_root, random_detector):
     _, weights, _ = random_detector
-    cfg = load_cfg(os.path.join(repo_root, CONFIG), ["INPUT.SCALE_POLICY", "diameter", "MODEL.WEIGHTS", weights] + SMALL)
+    cfg = scaled_cfg("MODEL.WEIGHTS", weights)
     assert NucleiPredictor(cfg, CONFIG).size_reader is None  # "auto"
     cfg.TEST.DIAMETER_ESTIMATE = "size_head"
     with pytest.raises(UserError, match=r"detector\.pth: holds no size head .*maskrcnnpp-train-size-head"):
         NucleiPredictor(cfg, CONFIG)
 
 
-def test_a_head_file_as_the_detector_or_of_another_width_is_refused(repo_root, random_detector, tmp_path):
+def head_file(path, cfg, model, detector_weights=None):
+    """A file holding a (random) size head of ``model``, and the detector's weights when given."""
+    content = {"size_head": build_size_head(cfg, model).state_dict()}
+    if detector_weights:
+        content["model"] = torch.load(detector_weights, weights_only=True)["model"]
+    torch.save(content, path)
+    return str(path)
+
+
+def test_a_head_file_as_the_detector_or_of_another_width_is_refused(random_detector, tmp_path):
     _, weights, _ = random_detector
-    cfg = load_cfg(os.path.join(repo_root, CONFIG), ["INPUT.SCALE_POLICY", "diameter"] + SMALL)
+    cfg = scaled_cfg()
     model = build_model(cfg)
-    head_file = tmp_path / "head.pth"
-    torch.save({"size_head": build_size_head(cfg, model).state_dict()}, head_file)
-    cfg.MODEL.WEIGHTS = str(head_file)
+    cfg.MODEL.WEIGHTS = head_file(tmp_path / "head.pth", cfg, model)
     with pytest.raises(UserError, match="head.pth: holds a size head only, no detector weights"):
         NucleiPredictor(cfg, CONFIG)
-    cfg.MODEL.WEIGHTS, cfg.MODEL.SIZE_HEAD.WEIGHTS, cfg.MODEL.SIZE_HEAD.CHANNELS = weights, str(head_file), 32
+    cfg.MODEL.WEIGHTS, cfg.MODEL.SIZE_HEAD.WEIGHTS, cfg.MODEL.SIZE_HEAD.CHANNELS = weights, cfg.MODEL.WEIGHTS, 32
     with pytest.raises(UserError, match="head.pth: its size head does not match MODEL.SIZE_HEAD: .*keys of another shape"):
         load_size_reader(cfg, model)
 
 
-def test_a_head_inside_the_detector_file_is_found_only_with_that_file(repo_root, random_detector, tmp_path):
+def test_a_head_inside_the_detector_file_is_found_only_with_that_file(random_detector, tmp_path):
     _, weights, _ = random_detector
-    cfg = load_cfg(os.path.join(repo_root, CONFIG), ["INPUT.SCALE_POLICY", "diameter"] + SMALL)
+    cfg = scaled_cfg()
     model = build_model(cfg)
-    bundled = tmp_path / "bundled.pth"
-    torch.save({"model": torch.load(weights, weights_only=True)["model"],
-                "size_head": build_size_head(cfg, model).state_dict()}, bundled)
-    cfg.MODEL.WEIGHTS = str(bundled)
+    cfg.MODEL.WEIGHTS = head_file(tmp_path / "bundled.pth", cfg, model, detector_weights=weights)
     assert NucleiPredictor(cfg, CONFIG).size_reader is not None
     # a model handed in ready-built (evaluation during training) may have moved on from the file
     assert NucleiPredictor(cfg, CONFIG, model=model.eval()).size_reader is None
@@ -164,8 +170,7 @@ def test_a_head_inside_the_detector_file_is_found_only_with_that_file(repo_root,
 
 @pytest.mark.parametrize("in_features", [("res3", "res4", "res5"), ("p3", "p5")])
 def test_features_of_any_view_size_from_the_resnet_or_the_neck(repo_root, in_features):
-    cfg = load_cfg(os.path.join(repo_root, CONFIG), ["INPUT.SCALE_POLICY", "diameter",
-                                                     "MODEL.SIZE_HEAD.IN_FEATURES", str(list(in_features))])
+    cfg = scaled_cfg("MODEL.SIZE_HEAD.IN_FEATURES", str(list(in_features)))
     model = build_model(cfg).eval()
     head = build_size_head(cfg, model)
     assert (feature_extractor(model, in_features) is model.backbone.bottom_up) == in_features[0].startswith("res")
@@ -176,8 +181,7 @@ def test_features_of_any_view_size_from_the_resnet_or_the_neck(repo_root, in_fea
 
 
 def test_features_the_backbone_lacks_are_named(repo_root):
-    cfg = load_cfg(os.path.join(repo_root, CONFIG), ["INPUT.SCALE_POLICY", "diameter",
-                                                     "MODEL.SIZE_HEAD.IN_FEATURES", "['res4', 'res9']"])
+    cfg = scaled_cfg("MODEL.SIZE_HEAD.IN_FEATURES", "['res4', 'res9']")
     with pytest.raises(ConfigError, match=r"MODEL.SIZE_HEAD.IN_FEATURES: \['res9'\]; choose among .*res2, .*p6"):
         build_size_head(cfg, build_model(cfg))
 

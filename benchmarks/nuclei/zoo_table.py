@@ -1,0 +1,105 @@
+"""The ``zoo-table`` job: a model-zoo model as shipped, scored and timed; its row of the zoo table.
+
+Loads ``maskrcnnpp://<model>`` (the half-precision file, sha256 checked) with the config it
+ships with, evaluates it on a split and on that split's grey and colour images (Trainer.test,
+as ``tools/train_net.py --eval-only``), and times prediction as ``maskrcnnpp-predict`` runs it
+(file to label image, size estimate included) over the split's images. Writes
+results/model_zoo_<model>.md and records the figures under "metrics" in the model's
+model.json (the weights file, and so its sha256, do not change).
+"""
+import json
+import os
+import tempfile
+import time
+
+from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
+
+from maskrcnnpp import model_zoo
+from maskrcnnpp.config_loading import load_cfg
+from maskrcnnpp.engine.setup import check_datasets
+from maskrcnnpp.engine.trainer import Trainer
+from maskrcnnpp.predict import NucleiPredictor, parse_formats, prepare_output_dir
+from maskrcnnpp.predict.cli import predict_batch
+from maskrcnnpp.utils.json_io import write_json_atomic
+from maskrcnnpp.weights import load_weights_strictly
+
+from ..measure import provenance, publish
+from ..tables import fmt, table
+
+FLAGS = ("results-dir", "threads")
+DEFAULTS = {"threads": 2}
+SUBSETS = ("", "_grey", "_colour")  # the split, then its modality subsets
+
+
+def add_arguments(parser):
+    parser.add_argument("--model", required=True, help="the zoo model's name")
+    parser.add_argument("--dataset", default="dsb2018_test", help="the split scored and timed (default: %(default)s)")
+    parser.add_argument("--output-dir", default=os.path.join("output", "zoo_table"),
+                        help="where the evaluation writes (default: %(default)s)")
+
+
+def scores(cfg, config_file, datasets):
+    """{dataset: {fg_iou, fg_dice, dsb_map, segm_ap, num_images}} of the model of ``cfg``."""
+    model = build_model(cfg)
+    load_weights_strictly(model, cfg.MODEL.WEIGHTS, config_file)
+    model.eval()
+    results = Trainer.test(cfg, model)
+    if len(datasets) == 1:
+        results = {datasets[0]: results}
+    keys = ("fg_iou", "fg_dice", "dsb_map", "num_images", "diameter_median_error", "diameter_off_1.5x")
+    return {name: dict({k: results[name]["nuclei"].get(k) for k in keys}, segm_ap=results[name]["segm"]["AP"])
+            for name in datasets}
+
+
+def seconds_per_image(cfg, config_file, dataset):
+    """Mean wall seconds per image of predict's loop (labels only), model loading excluded."""
+    predictor = NucleiPredictor(cfg, config_file=config_file)
+    predictor.progress = False
+    images = [r["file_name"] for r in DatasetCatalog.get(dataset)]
+    with tempfile.TemporaryDirectory() as folder:
+        layout = prepare_output_dir(folder, parse_formats("labels"))
+        began = time.perf_counter()
+        summary = predict_batch(predictor, images, layout, progress=False)
+        seconds = time.perf_counter() - began
+    if summary.errors:
+        raise RuntimeError(f"{len(summary.errors)} images failed: {summary.errors[0]}")
+    return seconds / len(images)
+
+
+def render(args, info, scored, seconds, size_mib):
+    lines = [f"# Model zoo: `{args.model}` on `{args.dataset}`", "", *provenance(args.command),
+             f"- config: `maskrcnnpp/model_zoo/{args.model}/config.yaml`; weights "
+             f"`maskrcnnpp://{args.model}` ({size_mib:.1f} MiB, sha256 `{info['sha256']}`)",
+             f"- trained: {info.get('training', '')}",
+             f"- seconds per image: `maskrcnnpp-predict --formats labels` over the {args.dataset} images, "
+             f"file to label image with the size estimate, {args.threads} threads, model loading excluded",
+             ""]
+    head = ["images", "n", "fg IoU (%)", "fg Dice (%)", "DSB mAP", "segm AP", "diameter median error (%)",
+            "> 1.5x off (%)"]
+    cells = [[name, m["num_images"], fmt(m["fg_iou"]), fmt(m["fg_dice"]), fmt(m["dsb_map"], decimals=3),
+              fmt(m["segm_ap"], decimals=1), fmt(m["diameter_median_error"], decimals=1),
+              fmt(m["diameter_off_1.5x"], decimals=1)] for name, m in scored.items()]
+    lines += table(head, cells, "lrrrrrrr")
+    lines += ["", f"Prediction: {seconds:.2f} s per image."]
+    return "\n".join(lines) + "\n"
+
+
+def run(args):
+    info = model_zoo.model_info(args.model)
+    config_file = model_zoo.config_path(args.model)
+    datasets = [args.dataset + suffix for suffix in SUBSETS]
+    cfg = load_cfg(config_file, ["MODEL.WEIGHTS", model_zoo.PREFIX + args.model, "DATASETS.TEST", str(tuple(datasets)),
+                                 "OUTPUT_DIR", args.output_dir])
+    check_datasets(cfg, ("TEST",))
+    scored = scores(cfg, config_file, datasets)
+    seconds = seconds_per_image(cfg, config_file, args.dataset)
+    path = model_zoo.weights_path(args.model)
+    size_mib = os.path.getsize(path) / 2 ** 20
+    publish(render(args, info, scored, seconds, size_mib),
+            os.path.join(args.results_dir, f"model_zoo_{args.model}.md"))
+    info["metrics"] = {"datasets": scored, "seconds_per_image": seconds, "threads": args.threads,
+                       "file_mib": round(size_mib, 2)}
+    write_json_atomic(os.path.join(model_zoo.ROOT, args.model, "model.json"), info)
+    print(json.dumps(info["metrics"], indent=1))
+    return 0
