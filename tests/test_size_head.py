@@ -166,6 +166,9 @@ def test_a_head_inside_the_detector_file_is_found_only_with_that_file(random_det
     assert NucleiPredictor(cfg, CONFIG).size_reader is not None
     # a model handed in ready-built (evaluation during training) may have moved on from the file
     assert NucleiPredictor(cfg, CONFIG, model=model.eval()).size_reader is None
+    cfg.TEST.DIAMETER_ESTIMATE = "size_head"
+    with pytest.raises(UserError, match="^no size head given .*MODEL.SIZE_HEAD.WEIGHTS"):
+        NucleiPredictor(cfg, CONFIG, model=model.eval())
 
 
 @pytest.mark.parametrize("in_features", [("res3", "res4", "res5"), ("p3", "p5")])

@@ -67,7 +67,7 @@ class LabelledImage(NamedTuple):
     diameters: np.ndarray  # N equivalent diameters
 
 
-def _labelled_images(dataset_names, image_format):
+def _labelled_images(dataset_names, image_format, key="DATASETS.TRAIN"):
     """A LabelledImage of every image with nuclei in the datasets, read once."""
     images = []
     for name in dataset_names:
@@ -82,7 +82,7 @@ def _labelled_images(dataset_names, image_format):
             image = utils.read_image(record["file_name"], format=image_format)
             images.append(LabelledImage(image, diameter, centres, equivalent_diameter(areas)))
     if not images:
-        raise UserError(f"DATASETS.TRAIN {tuple(dataset_names)}: no image with annotated nuclei to learn sizes from")
+        raise UserError(f"{key} {tuple(dataset_names)}: no image with annotated nuclei to measure sizes on")
     return images
 
 
@@ -206,7 +206,7 @@ def _train_and_write(args, cfg):
     head = train_size_head(cfg, model, bank, args.iterations, args.batch, args.lr, seed)
     metrics = {}
     for name in cfg.DATASETS.TEST:
-        metrics[name] = score_size_head(cfg, model, head, _labelled_images([name], cfg.INPUT.FORMAT))
+        metrics[name] = score_size_head(cfg, model, head, _labelled_images([name], cfg.INPUT.FORMAT, "DATASETS.TEST"))
         m = metrics[name]
         logger.info(f"{name}: {m['images']} images, median error {m['median_error']:.1f} %, "
                     f"{m['off_share']:.1f} % more than 1.5x off, bias x{m['bias']:.3f}, "

@@ -44,10 +44,10 @@ def load_size_reader(cfg, model, checkpoint=None, weights_name=""):
     state = (checkpoint or {}).get("size_head")
     if state is None:
         if mode == "size_head":
-            where = weights_name or "MODEL.SIZE_HEAD.WEIGHTS (empty)"
+            where = f"{weights_name}: holds no size head" if checkpoint is not None else "no size head given"
             raise UserError(
-                f"{where}: holds no size head (TEST.DIAMETER_ESTIMATE size_head); train one with "
-                "maskrcnnpp-train-size-head and name it in MODEL.SIZE_HEAD.WEIGHTS, or set TEST.DIAMETER_ESTIMATE search"
+                f"{where} (TEST.DIAMETER_ESTIMATE size_head); train one with maskrcnnpp-train-size-head and "
+                "name its file in MODEL.SIZE_HEAD.WEIGHTS, or set TEST.DIAMETER_ESTIMATE search"
             )
         return None
     head = build_size_head(cfg, model)
