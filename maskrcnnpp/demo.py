@@ -28,7 +28,7 @@ __all__ = ["DEMO_CONFIG", "DemoTrainer", "build_parser", "headline", "main"]
 DEMO_CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "nuclei", "demo_R_18_NestedFPN_cpu.yaml"
 )
-EXIT_OK, EXIT_SOME_IMAGES_FAILED, EXIT_BAD_INPUT = 0, 1, EXIT_USER_ERROR
+EXIT_OK, EXIT_SOME_IMAGES_FAILED = 0, 1
 
 
 class DemoTrainer(Trainer):
@@ -107,7 +107,7 @@ def main(argv=None):
         if debug_enabled():
             raise
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_USER_ERROR
 
     start = time.perf_counter()
     results = train_and_evaluate(cfg)

@@ -9,6 +9,7 @@ from matplotlib.path import Path
 from PIL import Image
 
 from label_pairs import label_image, sample_coco
+from maskrcnnpp.errors import EXIT_USER_ERROR
 from maskrcnnpp.predict import cli
 from maskrcnnpp.predict.inputs import prepare_output_dir
 from maskrcnnpp.predict.outputs import (
@@ -139,6 +140,6 @@ def test_formats_choose_what_is_written(tmp_path):
 
 @pytest.mark.parametrize("value", ["overlay,fiji", "", "labels,,x"])
 def test_unknown_format_is_one_line(capsys, value):
-    assert cli.main(["--config-file", "none.yaml", "--input", "x.png", "--formats", value]) == cli.EXIT_FATAL
+    assert cli.main(["--config-file", "none.yaml", "--input", "x.png", "--formats", value]) == EXIT_USER_ERROR
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --formats") and len(err.splitlines()) == 1 and "imagej" in err

@@ -19,7 +19,8 @@ from maskrcnnpp.engine.setup import load_cfg
 from maskrcnnpp.errors import UserError
 from maskrcnnpp.modeling.size_head import build_size_head
 from maskrcnnpp.predict.predictor import NucleiPredictor
-from maskrcnnpp.predict.cli import EXIT_FATAL, main
+from maskrcnnpp.predict.cli import main
+from maskrcnnpp.errors import EXIT_USER_ERROR
 
 CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,7 +113,7 @@ def test_predict_with_no_config_uses_the_default_zoo_model(zoo, tmp_path, capsys
 
 def test_predict_with_no_config_and_no_default_model_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(model_zoo, "ROOT", str(tmp_path))
-    assert main(["--input", "x.png", "--output", str(tmp_path / "out")]) == EXIT_FATAL
+    assert main(["--input", "x.png", "--output", str(tmp_path / "out")]) == EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert err.strip() == ("error: no model given and the model zoo has no default model: pass --config-file with "
                            "MODEL.WEIGHTS, or --model NAME")

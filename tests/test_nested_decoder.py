@@ -61,7 +61,6 @@ def test_required_nodes_are_the_pruned_subnetwork():
     for k in range(1, 5):
         expected = {(i, j) for (i, j) in decoder.grid if i + j <= k}
         assert decoder.required_nodes([(0, k)]) == expected
-        assert decoder.required_levels([(0, k)]) == k + 1
 
 
 def test_pruned_decoder_is_smaller_and_computes_the_same_node():

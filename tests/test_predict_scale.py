@@ -106,9 +106,10 @@ def test_non_positive_or_absurd_diameter_is_refused_naming_the_option(bad):
 def test_predict_refuses_a_tile_smaller_than_its_overlap_when_the_config_loads(repo_root, tmp_path, capsys):
     argv = ["--config-file", os.path.join(repo_root, "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"),
             "--input", "x.png", "--output", str(tmp_path / "out"), "TEST.TILE_SIZE", "64", "TEST.TILE_OVERLAP", "80"]
-    from maskrcnnpp.predict.cli import EXIT_FATAL, main
+    from maskrcnnpp.predict.cli import main
+    from maskrcnnpp.errors import EXIT_USER_ERROR
 
-    assert main(argv) == EXIT_FATAL
+    assert main(argv) == EXIT_USER_ERROR
     assert "TEST.TILE_SIZE (64) must be larger than TEST.TILE_OVERLAP (80)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before any folder was made
 
@@ -180,9 +181,10 @@ def test_more_than_65535_nuclei_give_a_32_bit_tiff(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("value", ["-3", "0", "0.2", "nan"])
 def test_bad_diameter_option_is_one_line_naming_it(capsys, value):
-    from maskrcnnpp.predict.cli import EXIT_FATAL, main
+    from maskrcnnpp.predict.cli import main
+    from maskrcnnpp.errors import EXIT_USER_ERROR
 
-    assert main(["--config-file", "none.yaml", "--input", "x.png", "--diameter", value]) == EXIT_FATAL
+    assert main(["--config-file", "none.yaml", "--input", "x.png", "--diameter", value]) == EXIT_USER_ERROR
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --diameter") and len(err.splitlines()) == 1
 

@@ -31,7 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import MissingFileError, UserError, error_reason, run_command
-from ..predict.inputs import read_image_rgb8
+from .images import read_image_rgb8
 from ..utils.json_io import atomic_write, replace_folder
 from ..utils.temp_dirs import make_owned_temp_dir, remove_stale_temp_dirs
 from .datasets import BUILTIN_FOLDERS, datasets_root

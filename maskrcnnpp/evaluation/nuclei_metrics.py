@@ -1,6 +1,6 @@
 """Nuclei segmentation metrics in plain numpy (no Detectron2).
 
-Conventions (see DESIGN.md, "Metrics, defined once"):
+Conventions, the same everywhere in the project:
 
 * Foreground IoU / Dice compare two boolean foreground maps; an image where
   both are empty scores 1.0 for both. Values here are fractions; the

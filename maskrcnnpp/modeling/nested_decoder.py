@@ -260,12 +260,6 @@ class NestedDecoder(nn.Module):
             stack.extend(n for n in node_inputs(i, j, self.connectivity) if n[1] >= 1)
         return needed
 
-    def required_levels(self, targets: Iterable[Node]) -> int:
-        """How many encoder levels (from the finest) computing ``targets`` reads."""
-        targets = list(targets)
-        nodes = self.required_nodes(targets) | {t for t in targets if t[1] == 0}
-        return 1 + max(i + j for i, j in nodes)
-
     def forward(
         self, features: Sequence[torch.Tensor], targets: Optional[Iterable[Node]] = None
     ) -> Dict[str, torch.Tensor]:

@@ -34,11 +34,6 @@ class ResNetEncoder(nn.Module):
     def size_divisibility(self) -> int:
         return 2 ** (1 + len(self.stages))
 
-    @property
-    def output_stride(self) -> int:
-        """Stride of level 0 relative to the input: its maps are upsampled by this much."""
-        return 2
-
     def forward(self, x: torch.Tensor, num_levels: Optional[int] = None) -> List[torch.Tensor]:
         num_levels = 1 + len(self.stages) if num_levels is None else num_levels
         x = F.relu_(self.stem_conv(x))

@@ -25,7 +25,7 @@ from .. import model_zoo
 from ..config_loading import load_cfg
 from ..errors import EXIT_USER_ERROR, UserError, debug_enabled
 from ..utils.json_io import atomic_write
-from .inputs import OUTPUT_FORMATS, expand_inputs, output_stems, parse_formats, prepare_output_dir, read_image_rgb8
+from .inputs import expand_inputs, output_stems, parse_formats, prepare_output_dir, read_image_rgb8
 from .outputs import (
     RESULTS_FILE_NAME,
     CocoResultsWriter,
@@ -49,7 +49,7 @@ __all__ = [
     "split_trailing_opts",
 ]
 
-EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_FATAL = 0, 1, EXIT_USER_ERROR
+EXIT_OK, EXIT_SOME_INPUTS_FAILED = 0, 1
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 
 
@@ -121,18 +121,18 @@ def main(argv=None):
     inputs, opts = split_trailing_opts(args.input, args.opts)
     if not inputs:
         print("error: --input names no image", file=sys.stderr)
-        return EXIT_FATAL
+        return EXIT_USER_ERROR
     if args.score_threshold is not None:
         if not 0.0 <= args.score_threshold <= 1.0:
             print(f"error: --score-threshold {args.score_threshold} is not in [0, 1]", file=sys.stderr)
-            return EXIT_FATAL
+            return EXIT_USER_ERROR
         opts += ["TEST.NUCLEI.SCORE_THRESHOLD", str(args.score_threshold)]
     if args.diameter is not None:
         try:
             check_diameter(args.diameter, (math.inf, math.inf), option="--diameter")
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
-            return EXIT_FATAL
+            return EXIT_USER_ERROR
     try:
         formats = parse_formats(args.formats)
         config_file = args.config_file
@@ -151,7 +151,7 @@ def main(argv=None):
         if debug_enabled():
             raise
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_FATAL
+        return EXIT_USER_ERROR
     written = [os.path.basename(folder) + "/" for folder in layout.folders()]
     written += [os.path.basename(summary.results_json)] if summary.results_json else []
     print(f"{len(summary.images)} image(s), {summary.num_nuclei} nuclei -> {summary.output_dir} ({', '.join(written)})")
@@ -203,7 +203,7 @@ def predict_image(predictor, path, stem, image_id, layout, results_writer, diame
     labels, kept = build_label_image(detections, shape)
     kept_detections = [detections[i] for i in kept]
     del detections
-    formats = getattr(layout, "formats", OUTPUT_FORMATS)
+    formats = layout.formats
     label_path = overlay_path = imagej_path = qupath_path = None
     if "labels" in formats:
         label_path = write_label_image(labels, layout.label_path(stem))
@@ -241,7 +241,7 @@ def predict_batch(predictor, input_specs, layout, progress=True, report=None, di
     image or failed.
     """
     report = report or (lambda message: tqdm.write(message, file=sys.stderr))
-    write_coco = "coco" in getattr(layout, "formats", OUTPUT_FORMATS)
+    write_coco = "coco" in layout.formats
     summary = BatchSummary(layout.root, os.path.join(layout.root, RESULTS_FILE_NAME) if write_coco else None)
 
     def fail(message):
