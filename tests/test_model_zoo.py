@@ -117,3 +117,25 @@ def test_predict_with_no_config_and_no_default_model_is_one_line(tmp_path, monke
     err = capsys.readouterr().err
     assert err.strip() == ("error: no model given and the model zoo has no default model: pass --config-file with "
                            "MODEL.WEIGHTS, or --model NAME")
+
+
+def test_the_export_command_writes_a_loadable_zoo_model_with_its_training_overrides(tmp_path, monkeypatch, capsys):
+    from maskrcnnpp.model_zoo.export import main as export_main
+
+    cfg = load_cfg(os.path.join(REPO, CONFIG))
+    model = build_model(cfg)
+    NucleiCheckpointer(model, save_dir=str(tmp_path)).save("model_final")
+    torch.save({"size_head": build_size_head(cfg, model).state_dict()}, tmp_path / "size_head.pth")
+    args = ["--name", "exported", "--config-file", os.path.join(REPO, CONFIG), "--weights", str(tmp_path / "model_final.pth"),
+            "--size-head", str(tmp_path / "size_head.pth"), "--training", "nothing", "--command", "none",
+            "--root", str(tmp_path / "zoo"), "DATASETS.TRAIN", "('dsb2018_sample_train',)"]
+    assert export_main(args) == 0
+    monkeypatch.setattr(model_zoo, "ROOT", str(tmp_path / "zoo"))
+    info = model_zoo.model_info("exported")
+    assert (info["training"], info["command"], info["default"]) == ("nothing", "none", False)
+    shipped = load_cfg(model_zoo.config_path("exported"))
+    assert shipped.DATASETS.TRAIN == ("dsb2018_sample_train",) and shipped.MODEL.WEIGHTS == ""
+    assert set(torch.load(model_zoo.weights_path("exported"), weights_only=True)) == {"model", "size_head"}
+    with pytest.raises(SystemExit):
+        export_main(args[:1] + ["bad/name"] + args[2:])
+    assert capsys.readouterr().err.strip().endswith("--name 'bad/name': use letters, digits, '_' and '-' only")
