@@ -9,6 +9,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.modeling import build_model
+from PIL import Image
 
 from maskrcnnpp.data import synthetic
 from maskrcnnpp.data.size_views import MIN_VIEW_SIDE, rescaled_view
@@ -209,3 +210,23 @@ def test_an_image_size_model_is_refused(repo_root, random_detector, tmp_path, ca
     with pytest.raises(SystemExit):
         train_main(args)
     assert "the size head is for INPUT.SCALE_POLICY diameter models, not image_size" in capsys.readouterr().err
+
+
+def test_labels_leave_out_empty_annotations_and_images_without_nuclei(tmp_path):
+    from maskrcnnpp.engine.size_head_training import _labelled_images
+
+    image, _ = synthetic.make_image(np.random.default_rng(0), 64, 64)
+    path = str(tmp_path / "a.png")
+    Image.fromarray(image).save(path)
+    square = {"bbox": [10, 20, 10, 10], "area": 100.0, "iscrowd": 0}  # no bbox_mode: COCO's XYWH
+    records = [
+        {"file_name": path, "height": 64, "width": 64, "image_id": 1,
+         "annotations": [square, dict(square, area=0.0), dict(square, area=400.0, iscrowd=1)]},
+        {"file_name": path, "height": 64, "width": 64, "image_id": 2, "annotations": []},
+    ]
+    name = "size_head_labels"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, lambda: records)
+    (labelled,) = _labelled_images([name], "BGR")
+    assert labelled.diameter == pytest.approx(math.sqrt(400 / math.pi))
+    assert labelled.centres.tolist() == [[25.0, 15.0]] and len(labelled.diameters) == 1

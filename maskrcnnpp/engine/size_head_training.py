@@ -72,12 +72,15 @@ def _labelled_images(dataset_names, image_format, key="DATASETS.TRAIN"):
     images = []
     for name in dataset_names:
         for record in DatasetCatalog.get(name):
-            annotations = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
-            areas = [annotation_area(a, record["height"], record["width"]) for a in annotations]
-            diameter = median_diameter(areas)
-            if not diameter:
+            nuclei = [(a, annotation_area(a, record["height"], record["width"]))
+                      for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
+            nuclei = [(a, area) for a, area in nuclei if area > 0]
+            if not nuclei:
                 continue
-            boxes = np.array([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations])
+            annotations, areas = zip(*nuclei)
+            diameter = median_diameter(areas)
+            boxes = np.array([BoxMode.convert(a["bbox"], a.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
+                              for a in annotations])
             centres = np.stack([(boxes[:, 1] + boxes[:, 3]) / 2, (boxes[:, 0] + boxes[:, 2]) / 2], axis=1)
             image = utils.read_image(record["file_name"], format=image_format)
             images.append(LabelledImage(image, diameter, centres, equivalent_diameter(areas)))

@@ -6,9 +6,9 @@ and says how far the view's nuclei are from the working diameter; when that is m
 than 2x, one more look at the corrected scale, where the head reads best. Each look
 costs a bottom-up pass over a small view.
 
-The search (``estimate_diameter``, for models without a size head): a pass predicts the centre of the image (a square of TEST.DIAMETER_ESTIMATE_SIZE
-working-scale pixels, or the whole image when smaller) at a guessed diameter and
-measures the median diameter of the confident nuclei there, leaving out those cut
+The search (``estimate_diameter``, for models without a size head): a pass predicts
+the centre of the image (a square of TEST.DIAMETER_ESTIMATE_SIZE working-scale pixels,
+or the whole image when smaller) at a guessed diameter and measures the median diameter of the confident nuclei there, leaving out those cut
 by the square's edge. A detector trained at one scale measures nuclei far from it
 with a bias towards its working diameter (on dsb2018_val, nuclei 2.9x the working
 diameter measured 1.5x after 600 iterations), so one pass is not enough: the guess
