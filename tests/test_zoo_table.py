@@ -41,6 +41,8 @@ def test_the_zoo_table_scores_the_shipped_file_and_records_it(repo_root, tmp_pat
     assert [scored[n]["num_images"] for n in ("dsb2018_sample_val", "dsb2018_sample_val_grey",
                                                "dsb2018_sample_val_colour")] == [4, 2, 2]
     assert after["metrics"]["seconds_per_image"] > 0 and after["metrics"]["threads"] == 1
+    evaluated = json.load(open(tmp_path / "eval" / "inference" / "dsb2018_sample_val" / "nuclei_metrics.json"))
+    assert {image["diameter_source"] for image in evaluated["images"]} == {"size_head"}  # as predict runs it
     report = open(tmp_path / "results" / "model_zoo_tiny.md").read()
     overall = scored["dsb2018_sample_val"]
     assert f"| dsb2018_sample_val | 4 | {overall['fg_iou']:.2f} | {overall['fg_dice']:.2f} |" in report

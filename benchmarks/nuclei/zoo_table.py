@@ -89,8 +89,11 @@ def run(args):
     info = model_zoo.model_info(args.model)
     config_file = model_zoo.config_path(args.model)
     datasets = [args.dataset + suffix for suffix in SUBSETS]
-    cfg = load_cfg(config_file, ["MODEL.WEIGHTS", model_zoo.PREFIX + args.model, "DATASETS.TEST", str(tuple(datasets)),
-                                 "OUTPUT_DIR", args.output_dir])
+    # The evaluation hands the predictor a built model, which then takes a size head only from
+    # MODEL.SIZE_HEAD.WEIGHTS: name the zoo file there too, so that it scores as predict runs.
+    weights = model_zoo.PREFIX + args.model
+    cfg = load_cfg(config_file, ["MODEL.WEIGHTS", weights, "MODEL.SIZE_HEAD.WEIGHTS", weights,
+                                 "DATASETS.TEST", str(tuple(datasets)), "OUTPUT_DIR", args.output_dir])
     check_datasets(cfg, ("TEST",))
     scored = scores(cfg, config_file, datasets)
     seconds = seconds_per_image(cfg, config_file, args.dataset)
