@@ -13,11 +13,12 @@ uint8 RGB array:
   bit depth actually used, at the cost of saturating the brightest 0.1 %.
 """
 import numpy as np
+from detectron2.data import transforms as T
 from PIL import Image, ImageOps
 
 from ..errors import UserError, error_reason
 
-__all__ = ["HIGH_DEPTH_PERCENTILES", "read_image_rgb8", "rescale_to_uint8", "to_rgb8"]
+__all__ = ["HIGH_DEPTH_PERCENTILES", "read_image_rgb8", "rescale_to_uint8", "rescaled", "to_rgb8"]
 
 HIGH_DEPTH_PERCENTILES = (0.1, 99.9)
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
@@ -72,3 +73,13 @@ def rescale_to_uint8(values, percentiles=HIGH_DEPTH_PERCENTILES):
         return np.zeros(values.shape, dtype=np.uint8)
     scaled = (values - low) * (255.0 / (high - low))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def rescaled(image, scale):
+    """``image`` (H x W [x C]) resized bilinearly by ``scale`` to whole pixels (at least 1 a side);
+    the same array when that leaves its size unchanged."""
+    height, width = image.shape[:2]
+    new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+    if (new_h, new_w) == (height, width):
+        return image
+    return T.ResizeTransform(height, width, new_h, new_w, Image.BILINEAR).apply_image(image)

@@ -4,8 +4,8 @@ coarsest features still cover a few pixels."""
 import math
 
 import numpy as np
-from detectron2.data import transforms as T
-from PIL import Image
+
+from .images import rescaled
 
 __all__ = ["MIN_VIEW_SIDE", "rescaled_view"]
 
@@ -21,9 +21,8 @@ def rescaled_view(image, scale, region=None):
         y0, y1, x0, x1 = region
         image = image[y0:y1, x0:x1]
     height, width = image.shape[:2]
-    new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
-    if (new_h, new_w) != (height, width):
-        image = T.ResizeTransform(height, width, new_h, new_w, Image.BILINEAR).apply_image(image)
+    image = rescaled(image, scale)
+    new_h, new_w = image.shape[:2]
     pad_h, pad_w = max(0, MIN_VIEW_SIDE - new_h), max(0, MIN_VIEW_SIDE - new_w)
     if pad_h or pad_w:
         pads = [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)] + [(0, 0)] * (image.ndim - 2)

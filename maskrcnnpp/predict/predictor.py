@@ -30,6 +30,7 @@ from PIL import Image
 
 from ..config import check_device
 from ..data.augmentation import build_nuclei_augmentation
+from ..data.images import rescaled
 from ..data.segmentation import encode_mask
 from ..errors import UserError
 from ..weights import load_weights_strictly
@@ -292,16 +293,13 @@ class NucleiPredictor:
         there, and the kept nuclei brought back to the image's own pixels."""
         scale = self.target_diameter / diameter
         height, width = image.shape[:2]
-        new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
-        if (new_h, new_w) == (height, width):
-            working = image
-        else:
-            working = T.ResizeTransform(height, width, new_h, new_w, Image.BILINEAR).apply_image(image)
+        working = rescaled(image, scale)
+        new_h, new_w = working.shape[:2]
         detections = predict_tiled(working, self.predict_tile, self.tile_size, self.tile_overlap, progress=self.progress)
         if working is image:
             return [replace(d, probabilities=None) for d in detections]
-        rescaled = (rescaled_detection(d, new_h / height, new_w / width, (height, width)) for d in detections)
-        return [d for d in rescaled if d.mask.area > 0]
+        brought_back = (rescaled_detection(d, new_h / height, new_w / width, (height, width)) for d in detections)
+        return [d for d in brought_back if d.mask.area > 0]
 
     def predict_tile(self, tile_image):
         """Detections of one working-scale tile, in its coordinates, with their mask probabilities."""
