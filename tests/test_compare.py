@@ -394,9 +394,31 @@ def test_the_fine_tuning_table_scores_colour_images_and_pairs_seeds(tmp_path):
                 for s in (0, 1, 2)]
         write_runs(results / "nuclei_runs" / profile, runs + [fake_run("nested", 0, 0.0, 0.0, per_image=[
             dict(colour, fg_iou=1.0, dsb_map=0.0)])])
-    text = summaries.render_fine_tuning(FINE_TUNING, str(results))
+    text = summaries.render_fine_tuning(("fine_tuning_colour", FINE_TUNING["fine_tuning_colour"]), str(results))
     assert "- fg IoU: +20.00 (seed 0 +20.00, seed 1 +20.00, seed 2 +20.00); beyond the seed spread 1.00" in text
     assert (results / "fine_tuning_colour.md").read_text() == text
+
+
+def test_the_zoo_fine_tuning_arms_differ_only_in_their_start_and_learning_rate(tmp_path):
+    zoo, scratch = (runner.build_cfg(PROFILES[f"own10-{arm}"], "nested", 1, str(tmp_path))[0] for arm in ("zoo", "scratch"))
+    assert zoo.MODEL.WEIGHTS == "maskrcnnpp://R18_NestedFPN_dsb2018" and scratch.MODEL.WEIGHTS == ""
+    assert (zoo.SOLVER.BASE_LR, scratch.SOLVER.BASE_LR) == (0.005, 0.01)
+    assert zoo.DATASETS.TRAIN == scratch.DATASETS.TRAIN == ("colour10_train",)
+    assert zoo.SOLVER.MAX_ITER == scratch.SOLVER.MAX_ITER == 200 and zoo.SEED == scratch.SEED == 1
+    assert zoo.DATASETS.TEST == ("dsb2018_test_colour",)
+
+
+def test_the_zoo_fine_tuning_table_pairs_each_size_s_arms_by_seed(tmp_path):
+    colour = {"height": 256, "width": 320, "modality": "colour"}
+    results = tmp_path / "results"
+    for profile, base in (("own10-scratch", 20.0), ("own10-zoo", 70.0), ("own30-scratch", 40.0)):
+        write_runs(results / "nuclei_runs" / profile, [
+            fake_run("nested", s, 0.0, 0.0, per_image=[dict(colour, fg_iou=base + (s if "zoo" in profile else 0),
+                                                            dsb_map=base / 100)]) for s in (0, 1, 2)])
+    text = summaries.render_fine_tuning(("fine_tuning_zoo", FINE_TUNING["fine_tuning_zoo"]), str(results))
+    assert "- fg IoU: +51.00 (seed 0 +50.00, seed 1 +51.00, seed 2 +52.00)" in text
+    assert "30 images, zoo − scratch" not in text  # no zoo runs of 30 images yet: no pair
+    assert "| 30 images, from the zoo model | `own30-zoo` | none yet |" in text
 
 
 def committed_runs(model):

@@ -27,8 +27,8 @@ PEER_METRICS = (("fg_iou", "fg IoU (%)", 2), ("fg_dice", "fg Dice (%)", 2), ("ds
 def summaries_of(profile_name):
     """The summary tables a profile's runs appear in, as (render function, its spec)."""
     found = [(render_screen, (name, screen)) for name, screen in SCREENS.items() if profile_name in screen["profiles"]]
-    if profile_name in (p for _, p in FINE_TUNING["rows"]):
-        found.append((render_fine_tuning, FINE_TUNING))
+    found += [(render_fine_tuning, (name, spec)) for name, spec in FINE_TUNING.items()
+              if profile_name in (p for _, p in spec["rows"])]
     final = {p for _, p in FINAL["rows"]} | {PROFILES[p].fpn_runs_from for _, p in FINAL["rows"]}
     if profile_name in final:
         found.append((render_final, FINAL))
@@ -85,8 +85,9 @@ def render_screen(spec, results_dir):
 
 
 def render_fine_tuning(spec, results_dir):
-    """The fine-tuning table: one row per profile, mean ± std over seeds on the colour test images,
-    and the paired fine-tuned − grey-only difference."""
+    """A fine-tuning table: one row per profile, mean ± std over seeds on the colour test images,
+    and each pair's difference, paired by seed."""
+    name, spec = spec
     runs = {p: load_nuclei_runs(nuclei_runs_dir(results_dir, p)) for _, p in spec["rows"]}
     scores = {p: {r["seed"]: colour_means(r) for r in rs if r["model"] == spec["model"]} for p, rs in runs.items()}
     rows = []
@@ -94,23 +95,23 @@ def render_fine_tuning(spec, results_dir):
         values = scores[profile_name]
         rows.append([label, f"`{profile_name}`", ", ".join(str(s) for s in sorted(values)) or "none yet"]
                     + [fmt(*mean_std([v[k] for v in values.values()]), decimals=d) for k, d in ((0, 2), (1, 3))])
-    lines = [f"# {spec['title']}", "",
-             "Mask R-CNN (R-18 FPN CPU config, nuclei at 17 px), mean ± std over seeds, on the colour "
-             "images of dsb2018_test.", ""]
+    lines = [f"# {spec['title']}", "", spec["note"], ""]
     lines += table(["row", "profile", "seeds", "fg IoU (%)", "DSB mAP"], rows, "lllrr")
-    before, after = scores[spec["before"]], scores[spec["after"]]
-    for k, (name, decimals) in enumerate((("fg IoU", 2), ("DSB mAP", 3))):
-        seeds, diffs = paired({s: v[k] for s, v in after.items()}, {s: v[k] for s, v in before.items()})
-        if not seeds:
-            break
-        if k == 0:
-            lines += ["", f"Fine-tuned − grey only, paired by seed ({len(seeds)} pairs):", ""]
-        mean, spread, wins = beyond_spread(diffs, [before[s][k] for s in seeds], [after[s][k] for s in seeds])
-        per_seed = ", ".join(f"seed {s} {d:+.{decimals}f}" for s, d in zip(seeds, diffs))
-        lines.append(f"- {name}: {mean:+.{decimals}f} ({per_seed}); {'beyond' if wins else 'not beyond'} the "
-                     f"seed spread {spread:.{decimals}f} (largest of the paired-difference std and each row's std)")
+    for after_name, before_name, heading in spec["pairs"]:
+        before, after = scores[before_name], scores[after_name]
+        for k, (metric, decimals) in enumerate((("fg IoU", 2), ("DSB mAP", 3))):
+            seeds, diffs = paired({s: v[k] for s, v in after.items()}, {s: v[k] for s, v in before.items()})
+            if not seeds:
+                break
+            if k == 0:
+                lines += ["", f"{heading}, paired by seed ({len(seeds)} pairs):", ""]
+            mean, spread, wins = beyond_spread(diffs, [before[s][k] for s in seeds], [after[s][k] for s in seeds])
+            per_seed = ", ".join(f"seed {s} {d:+.{decimals}f}" for s, d in zip(seeds, diffs))
+            lines.append(f"- {metric}: {mean:+.{decimals}f} ({per_seed}); {'beyond' if wins else 'not beyond'} "
+                         f"the seed spread {spread:.{decimals}f} (largest of the paired-difference std and each "
+                         "row's std)")
     everything = [r for rs in runs.values() for r in rs]
-    return finish(lines + commands_lines(everything), os.path.join(results_dir, spec["file"]))
+    return finish(lines + commands_lines(everything), os.path.join(results_dir, f"{name}.md"))
 
 
 def final_model_rows(label, profile_name, runs):
