@@ -17,21 +17,12 @@ import sys
 
 import maskrcnnpp.data  # noqa: F401  (first: applies the Detectron2 guards, registers the datasets)
 from detectron2.data import DatasetCatalog
-from detectron2.structures import polygons_to_bitmask
 from pycocotools import mask as mask_utils
 
 from maskrcnnpp.data.images import read_image_rgb8
+from maskrcnnpp.data.segmentation import segmentation_to_rle
 from maskrcnnpp.evaluation.nuclei_metrics import masks_to_label_image
 from maskrcnnpp.predict.outputs import write_label_image
-
-
-def annotation_mask(annotation, height, width):
-    segmentation = annotation["segmentation"]
-    if isinstance(segmentation, list):
-        return polygons_to_bitmask(segmentation, height, width)
-    if isinstance(segmentation["counts"], list):
-        segmentation = mask_utils.frPyObjects(segmentation, height, width)
-    return mask_utils.decode(segmentation).astype(bool)
 
 
 def pick(records, count, seed):
@@ -48,7 +39,8 @@ def write_set(records, folder):
     for record in records:
         stem = os.path.splitext(os.path.basename(record["file_name"]))[0]
         height, width = read_image_rgb8(record["file_name"]).shape[:2]
-        masks = [annotation_mask(a, height, width) for a in record["annotations"]]
+        masks = [mask_utils.decode(segmentation_to_rle(a["segmentation"], height, width)).astype(bool)
+                 for a in record["annotations"]]
         shutil.copyfile(record["file_name"], os.path.join(folder, "images", stem + ".png"))
         write_label_image(masks_to_label_image(masks, (height, width)), os.path.join(folder, "labels", stem + ".png"))
 

@@ -5,6 +5,7 @@ Training is replaced by hand-made run records; a real smoke run is
 """
 import json
 import math
+import multiprocessing
 import os
 
 import pytest
@@ -457,3 +458,14 @@ def test_evaluation_goes_through_trainer_test_timing_the_forward_and_keeping_the
     assert len(timer.diameters) == 4 and {source for _, source in timer.diameters.values()} == {"given"}
     records = runner.per_image_records(str(tmp_path), "dsb2018_sample_val", timer.diameters)
     assert all(r["diameter"] == r["gt_diameter"] for r in records)
+
+
+def write_start_method(path):
+    with open(path, "w") as f:
+        f.write(multiprocessing.get_start_method())
+
+
+def test_a_run_s_fresh_process_starts_its_dataloader_workers_as_its_parent_would(tmp_path):
+    # spawned workers would unpickle Detectron2's objects before maskrcnnpp's guards exist
+    assert runner.run_in_fresh_process(str(tmp_path / "method"), target=write_start_method) == 0
+    assert (tmp_path / "method").read_text() == multiprocessing.get_start_method()

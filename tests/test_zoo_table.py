@@ -9,6 +9,7 @@ import torch
 from detectron2.modeling import build_model
 
 from benchmarks.__main__ import main
+from benchmarks.nuclei import zoo_table
 from maskrcnnpp import model_zoo
 from maskrcnnpp.config_loading import load_cfg
 from maskrcnnpp.engine import NucleiCheckpointer
@@ -41,6 +42,9 @@ def test_the_zoo_table_scores_the_shipped_file_and_records_it(repo_root, tmp_pat
     assert [scored[n]["num_images"] for n in ("dsb2018_sample_val", "dsb2018_sample_val_grey",
                                                "dsb2018_sample_val_colour")] == [4, 2, 2]
     assert after["metrics"]["seconds_per_image"] > 0 and after["metrics"]["threads"] == 1
+    check = after["sample_check"]
+    assert sorted(check) == sorted(zoo_table.SAMPLE_CHECK_IMAGES)
+    assert all(isinstance(c["nuclei"], int) and 0 <= c["fg_iou"] <= 100 for c in check.values())
     evaluated = json.load(open(tmp_path / "eval" / "inference" / "dsb2018_sample_val" / "nuclei_metrics.json"))
     assert {image["diameter_source"] for image in evaluated["images"]} == {"size_head"}  # as predict runs it
     report = open(tmp_path / "results" / "model_zoo_tiny.md").read()

@@ -256,19 +256,24 @@ def write_reports(profile_name, results_dir):
         render(spec, results_dir)
 
 
-def run_in_fresh_process(*run_args):
-    """``run_one`` in a spawned process (its memory and Detectron2's global state go with it);
-    returns its exit code."""
-    process = multiprocessing.get_context("spawn").Process(target=_run_child, args=run_args)
+def run_in_fresh_process(*run_args, target=None):
+    """``run_one`` (or ``target``) in a spawned process (its memory and Detectron2's global state
+    go with it); returns its exit code."""
+    process = multiprocessing.get_context("spawn").Process(
+        target=_run_child, args=(multiprocessing.get_start_method(), target or run_one, *run_args))
     process.start()
     process.join()
     return process.exitcode
 
 
-def _run_child(*run_args):
+def _run_child(start_method, target, *run_args):
+    # A spawned process starts its own children by spawning too; its DataLoader workers would then
+    # unpickle Detectron2's objects before maskrcnnpp's guards are installed. Start them as the
+    # parent would (fork on Linux: they inherit the guards).
+    multiprocessing.set_start_method(start_method, force=True)
     setup_logger(name="detectron2")
     setup_logger(name="maskrcnnpp")
-    run_command(run_one, *run_args)
+    run_command(target, *run_args)
 
 
 def run(args):

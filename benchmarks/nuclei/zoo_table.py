@@ -16,10 +16,12 @@ from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
 from maskrcnnpp import model_zoo
+from maskrcnnpp.data.semantic_mapper import foreground_mask
+from maskrcnnpp.evaluation.nuclei_metrics import foreground_iou_dice
 from maskrcnnpp.config_loading import load_cfg
 from maskrcnnpp.engine.setup import check_datasets
 from maskrcnnpp.engine.trainer import Trainer
-from maskrcnnpp.predict import NucleiPredictor, parse_formats, prepare_output_dir
+from maskrcnnpp.predict import NucleiPredictor, parse_formats, prepare_output_dir, read_label_image
 from maskrcnnpp.predict.cli import predict_batch
 from maskrcnnpp.utils.json_io import write_json_atomic
 from maskrcnnpp.weights import load_weights_strictly
@@ -30,6 +32,11 @@ from ..tables import fmt, table
 FLAGS = ("results-dir", "threads")
 DEFAULTS = {"threads": 2}
 SUBSETS = ("", "_grey", "_colour")  # the split, then its modality subsets
+# Images of the embedded sample (dsb2018_sample_train) whose predicted nuclei model.json records
+# under "sample_check", so that a test finds a damaged or mismatched zoo file: stained tissue, then
+# fluorescence. The zoo models saw them in training: a check of the file, not a score.
+SAMPLE_CHECK_IMAGES = ("45f059cf21d85ecfce0eb93260516f1e2443d210e9a52f9ae2271d604aa3fcc5.png",
+                       "d7ec8003735996458b56ccb8ae34d080eb2a6adabef931323239632515b4b220.png")
 
 
 def add_arguments(parser):
@@ -52,10 +59,8 @@ def scores(cfg, config_file, datasets):
             for name in datasets}
 
 
-def seconds_per_image(cfg, config_file, dataset):
+def seconds_per_image(predictor, dataset):
     """Mean wall seconds per image of predict's loop (labels only), model loading excluded."""
-    predictor = NucleiPredictor(cfg, config_file=config_file)
-    predictor.progress = False
     images = [r["file_name"] for r in DatasetCatalog.get(dataset)]
     with tempfile.TemporaryDirectory() as folder:
         layout = prepare_output_dir(folder, parse_formats("labels"))
@@ -65,6 +70,23 @@ def seconds_per_image(cfg, config_file, dataset):
     if summary.errors:
         raise RuntimeError(f"{len(summary.errors)} images failed: {summary.errors[0]}")
     return seconds / len(images)
+
+
+def sample_check(predictor):
+    """{image file name: {"nuclei", "fg_iou"}} of predict's label images of SAMPLE_CHECK_IMAGES,
+    fg IoU against the sample's annotations."""
+    records = {os.path.basename(r["file_name"]): r for r in DatasetCatalog.get("dsb2018_sample_train")}
+    checked = {}
+    with tempfile.TemporaryDirectory() as folder:
+        layout = prepare_output_dir(folder, parse_formats("labels"))
+        for name in SAMPLE_CHECK_IMAGES:
+            record = records[name]
+            result = predict_batch(predictor, [record["file_name"]], layout, progress=False).images[0]
+            predicted = read_label_image(result.label_path) > 0
+            truth = foreground_mask(record["annotations"], record["height"], record["width"]) > 0
+            checked[name] = {"nuclei": result.num_nuclei,
+                             "fg_iou": round(100 * foreground_iou_dice(predicted, truth)[0], 2)}
+    return checked
 
 
 def render(args, info, scored, seconds, size_mib):
@@ -96,13 +118,17 @@ def run(args):
                                  "DATASETS.TEST", str(tuple(datasets)), "OUTPUT_DIR", args.output_dir])
     check_datasets(cfg, ("TEST",))
     scored = scores(cfg, config_file, datasets)
-    seconds = seconds_per_image(cfg, config_file, args.dataset)
+    predictor = NucleiPredictor(cfg, config_file=config_file)
+    predictor.progress = False
+    seconds = seconds_per_image(predictor, args.dataset)
+    checked = sample_check(predictor)
     path = model_zoo.weights_path(args.model)
     size_mib = os.path.getsize(path) / 2 ** 20
     publish(render(args, info, scored, seconds, size_mib),
             os.path.join(args.results_dir, f"model_zoo_{args.model}.md"))
     info["metrics"] = {"datasets": scored, "seconds_per_image": seconds, "threads": args.threads,
                        "file_mib": round(size_mib, 2)}
+    info["sample_check"] = checked
     write_json_atomic(os.path.join(model_zoo.ROOT, args.model, "model.json"), info)
     print(json.dumps(info["metrics"], indent=1))
     return 0
