@@ -1,11 +1,13 @@
 """Turn one Kaggle image folder into a saved PNG and COCO instance annotations."""
 import io
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image
 
+from ..utils.json_io import atomic_write
 from .segmentation import encode_mask
 
 __all__ = [
@@ -85,6 +87,15 @@ def convert_image(image_bytes, masks):
     if not converted.masks:
         raise BadImage("no non-empty masks")
     return converted
+
+
+NUCLEUS_CATEGORIES = [{"id": 1, "name": "nucleus", "supercategory": "nucleus"}]
+
+
+def write_coco_instances(path, info, images, annotations):
+    """One split's COCO instances file, written atomically, with the single "nucleus" category."""
+    with atomic_write(path, encoding="utf-8") as f:
+        json.dump({"info": info, "images": images, "annotations": annotations, "categories": NUCLEUS_CATEGORIES}, f)
 
 
 def mask_annotation(mask, annotation_id, image_id, shape=None, offset=(0, 0)):

@@ -32,11 +32,11 @@ from tqdm import tqdm
 
 from ..errors import MissingFileError, UserError, error_reason, run_command
 from .images import read_image_rgb8
-from ..utils.json_io import atomic_write, replace_folder
+from ..utils.json_io import replace_folder
 from ..utils.temp_dirs import make_owned_temp_dir, remove_stale_temp_dirs
 from .datasets import BUILTIN_FOLDERS, datasets_root
 from .diameter import median_diameter
-from .dsb2018_convert import grey_or_colour, mask_annotation
+from .dsb2018_convert import grey_or_colour, mask_annotation, write_coco_instances
 from .stratified_split import sizes_from_fractions, stratified_split
 
 __all__ = [
@@ -259,6 +259,73 @@ def _seeded_split(modalities, fractions, seed):
     return split
 
 
+def _check_fractions(fractions):
+    for key in ("val", "test"):
+        if not 0 <= fractions[key] < 1:
+            raise UserError(f"--{key}-fraction {fractions[key]}: must be in [0, 1)")
+    if fractions["val"] + fractions["test"] >= 1:
+        raise UserError(f"--val-fraction + --test-fraction = {fractions['val'] + fractions['test']:g}: "
+                        "must be below 1 (the rest is train)")
+
+
+def _pairs_in_split_file(pairs, wanted, split_file, summary):
+    """The pairs the split file lists; the others, and listed stems with no pair, go to skipped."""
+    listed = {s for stems in wanted.values() for s in stems}
+    summary.skipped += [(os.path.basename(pairs[s][0]), f"not in the split file {split_file}")
+                        for s in sorted(set(pairs) - listed)]
+    summary.skipped += [(s, f"in the split file, but no image/label pair {s}") for s in sorted(listed - set(pairs))]
+    return {s: p for s, p in pairs.items() if s in listed}
+
+
+def _convert_pairs(pairs, build, name, summary, progress):
+    """Save each usable pair's image into ``build/images``; {stem: (image record, annotations)}
+    (RLE, not masks, is kept until the JSON is written; annotation ids come with the split)."""
+    entries = {}
+    image_ids = {stem: n for n, stem in enumerate(sorted(pairs), start=1)}
+    for stem, (image_path, label_path) in tqdm(pairs.items(), desc=name, unit="pair", disable=not progress,
+                                                leave=False):
+        try:
+            pixels, modality, instances = _convert_pair(image_path, label_path)
+        except BadPair as e:
+            summary.skipped.append((f"{os.path.basename(image_path)} + {os.path.basename(label_path)}", str(e)))
+            continue
+        Image.fromarray(pixels).save(os.path.join(build, "images", stem + ".png"))
+        height, width = pixels.shape[:2]
+        record = {"id": image_ids[stem], "file_name": stem + ".png", "height": height, "width": width,
+                  "image_key": stem, "modality": modality,
+                  "median_diameter": median_diameter(int(c.sum()) for _, _, c in instances)}
+        entries[stem] = (record, [mask_annotation(crop, None, image_ids[stem], (height, width), (y0, x0))
+                                  for y0, x0, crop in instances])
+    return entries
+
+
+def _split_entries(entries, wanted, split_file, fractions, seed):
+    """{split: [stems]}: the split file's (usable stems only), or a seeded stratified split."""
+    if wanted is None:
+        return _seeded_split({s: entries[s][0]["modality"] for s in entries}, fractions, seed)
+    split = {k: [s for s in stems if s in entries] for k, stems in wanted.items()}
+    for k, stems in split.items():
+        if not stems:
+            raise UserError(f"--split-file {split_file}: split {k!r} has no usable image "
+                            "(its pairs are missing or skipped, see above)")
+    return split
+
+
+def _write_splits(split, entries, build, describe, summary):
+    next_id = 1
+    for k, stems in split.items():
+        images, annotations = [], []
+        for stem in sorted(stems, key=lambda s: entries[s][0]["id"]):
+            record, image_annotations = entries[stem]
+            images.append(record)
+            for annotation in image_annotations:
+                annotations.append(dict(annotation, id=next_id))
+                next_id += 1
+        write_coco_instances(os.path.join(build, "annotations", f"instances_{k}.json"),
+                             {"description": describe(k)}, images, annotations)
+        summary.images[k], summary.instances[k] = len(images), len(annotations)
+
+
 def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None, seed=DEFAULT_SEED,
                   split_file=None, progress=False):
     """Import the pairs of ``images_dir`` / ``labels_dir`` as ``output_root/name``; returns an
@@ -266,23 +333,13 @@ def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None
     check_name(name)
     output_root = datasets_root() if output_root is None else output_root
     fractions = dict(DEFAULT_FRACTIONS if fractions is None else fractions)
-    for key in ("val", "test"):
-        value = fractions[key]
-        if not 0 <= value < 1:
-            raise UserError(f"--{key}-fraction {value}: must be in [0, 1)")
-    if fractions["val"] + fractions["test"] >= 1:
-        raise UserError(f"--val-fraction + --test-fraction = {fractions['val'] + fractions['test']:g}: "
-                        "must be below 1 (the rest is train)")
+    _check_fractions(fractions)
     pairs, unpaired = pair_files(images_dir, labels_dir)
     wanted = _read_split_file(split_file, set(pairs)) if split_file else None
     output_dir = os.path.abspath(os.path.join(output_root, name))
     summary = ImportSummary(output_dir, name, skipped=list(unpaired))
     if wanted is not None:
-        listed = {s for stems in wanted.values() for s in stems}
-        summary.skipped += [(os.path.basename(pairs[s][0]), f"not in the split file {split_file}")
-                            for s in sorted(set(pairs) - listed)]
-        summary.skipped += [(s, f"in the split file, but no image/label pair {s}") for s in sorted(listed - set(pairs))]
-        pairs = {s: p for s, p in pairs.items() if s in listed}
+        pairs = _pairs_in_split_file(pairs, wanted, split_file, summary)
 
     _check_free(name, list(wanted) if wanted else [k for k, f in fractions.items() if f > 0], output_dir)
     os.makedirs(output_root, exist_ok=True)
@@ -293,52 +350,13 @@ def import_labels(images_dir, labels_dir, name, output_root=None, fractions=None
         build = os.path.join(tmp_dir, "build")
         os.makedirs(os.path.join(build, "images"))
         os.makedirs(os.path.join(build, "annotations"))
-        entries = {}  # stem -> (image record, annotations): RLE, not masks, is kept until the JSON is written
-        image_ids = {stem: n for n, stem in enumerate(sorted(pairs), start=1)}
-        for stem, (image_path, label_path) in tqdm(pairs.items(), desc=name, unit="pair", disable=not progress,
-                                                    leave=False):
-            try:
-                pixels, modality, instances = _convert_pair(image_path, label_path)
-            except BadPair as e:
-                summary.skipped.append((f"{os.path.basename(image_path)} + {os.path.basename(label_path)}", str(e)))
-                continue
-            Image.fromarray(pixels).save(os.path.join(build, "images", stem + ".png"))
-            height, width = pixels.shape[:2]
-            record = {"id": image_ids[stem], "file_name": stem + ".png", "height": height, "width": width,
-                      "image_key": stem, "modality": modality,
-                      "median_diameter": median_diameter(int(c.sum()) for _, _, c in instances)}
-            annotations = [mask_annotation(crop, None, image_ids[stem], (height, width), (y0, x0))
-                           for y0, x0, crop in instances]  # ids are given once the split is known
-            entries[stem] = (record, annotations)
+        entries = _convert_pairs(pairs, build, name, summary, progress)
         if not entries:
             raise UserError(f"--images {images_dir} / --labels {labels_dir}: no usable image/label pair "
                             f"({len(summary.skipped)} skipped; first: {_first_reason(summary)})")
-        if wanted is not None:
-            split = {k: [s for s in stems if s in entries] for k, stems in wanted.items()}
-            for k, stems in split.items():
-                if not stems:
-                    raise UserError(f"--split-file {split_file}: split {k!r} has no usable image "
-                                    "(its pairs are missing or skipped, see above)")
-        else:
-            split = _seeded_split({s: entries[s][0]["modality"] for s in entries}, fractions, seed)
-        next_id = 1
-        for k, stems in split.items():
-            images, annotations = [], []
-            for stem in sorted(stems, key=image_ids.get):
-                record, image_annotations = entries[stem]
-                images.append(record)
-                for annotation in image_annotations:
-                    annotations.append(dict(annotation, id=next_id))
-                    next_id += 1
-            content = {
-                "info": {"description": f"{name} ({k} split), imported from {images_dir} and {labels_dir}"},
-                "images": images,
-                "annotations": annotations,
-                "categories": [{"id": 1, "name": "nucleus", "supercategory": "nucleus"}],
-            }
-            with atomic_write(os.path.join(build, "annotations", f"instances_{k}.json"), encoding="utf-8") as f:
-                json.dump(content, f)
-            summary.images[k], summary.instances[k] = len(images), len(annotations)
+        split = _split_entries(entries, wanted, split_file, fractions, seed)
+        _write_splits(split, entries, build,
+                      lambda k: f"{name} ({k} split), imported from {images_dir} and {labels_dir}", summary)
         replace_folder(build, output_dir, os.path.join(tmp_dir, "old"))
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

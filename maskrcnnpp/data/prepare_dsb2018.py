@@ -9,7 +9,6 @@ with the committed split (maskrcnnpp/data/builtin/dsb2018_split.json). The
 output folder is built next to its target and swapped in only when complete.
 """
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -18,9 +17,9 @@ from dataclasses import dataclass, field
 from PIL import Image
 from tqdm import tqdm
 
-from ..utils.json_io import atomic_write, replace_folder
+from ..utils.json_io import replace_folder
 from ..utils.temp_dirs import make_owned_temp_dir, remove_stale_temp_dirs
-from .dsb2018_convert import BadImage, convert_image, mask_annotation
+from .dsb2018_convert import BadImage, convert_image, mask_annotation, write_coco_instances
 from .dsb2018_split import load_split, split_names
 from .kaggle_source import KaggleSource, LayoutError
 
@@ -163,14 +162,9 @@ def _write_annotations(coco, output_dir, summary):
     os.makedirs(os.path.join(output_dir, "annotations"))
     for name, record in coco.items():
         record["images"].sort(key=lambda r: r["id"])
-        content = {
-            "info": {"description": f"2018 Data Science Bowl stage1_train (BBBC038v1), {name} split", "license": "CC0 1.0"},
-            "images": record["images"],
-            "annotations": record["annotations"],
-            "categories": [{"id": 1, "name": "nucleus", "supercategory": "nucleus"}],
-        }
-        with atomic_write(os.path.join(output_dir, "annotations", f"instances_{name}.json"), encoding="utf-8") as f:
-            json.dump(content, f)
+        info = {"description": f"2018 Data Science Bowl stage1_train (BBBC038v1), {name} split", "license": "CC0 1.0"}
+        write_coco_instances(os.path.join(output_dir, "annotations", f"instances_{name}.json"), info,
+                             record["images"], record["annotations"])
         summary.images[name] = len(record["images"])
         summary.instances[name] = len(record["annotations"])
 
