@@ -8,6 +8,7 @@ import pytest
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
+from benchmarks.nuclei import zoo_table
 from maskrcnnpp import model_zoo
 from maskrcnnpp.config_loading import load_cfg
 from maskrcnnpp.data.semantic_mapper import foreground_mask
@@ -55,3 +56,11 @@ def test_a_zoo_model_finds_the_sample_nuclei_it_recorded(name, tmp_path, fresh_l
         found = len(set(labels.ravel().tolist()) - {0})
         assert abs(found - expected["nuclei"]) <= count_tolerance(expected["nuclei"]), (stem, found, expected)
         assert abs(fg_iou - expected["fg_iou"]) <= FG_IOU_TOLERANCE, (stem, fg_iou, expected)
+
+
+def test_the_readme_s_zoo_table_shows_each_model_as_its_model_json_scores_it(repo_root):
+    readme = open(os.path.join(repo_root, "README.md"), encoding="utf-8").read()
+    lines = zoo_table.zoo_table_lines()
+    assert len(lines) == 2 + len(MODELS)
+    for line in lines:
+        assert line in readme.splitlines()

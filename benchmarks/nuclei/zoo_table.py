@@ -107,6 +107,31 @@ def render(args, info, scored, seconds, size_mib):
     return "\n".join(lines) + "\n"
 
 
+ZOO_HEAD = ["name", "config", "training", "test fg IoU", "Dice", "DSB mAP", "segm AP", "grey: fg IoU / DSB mAP",
+            "colour: fg IoU / DSB mAP", "s/image (2 threads)", "MiB", "sha256"]
+
+
+def zoo_row(name, info):
+    """A model's row of the zoo table, from its model.json (its scored split and subsets)."""
+    metrics = info["metrics"]
+    scored = list(metrics["datasets"].values())
+    overall, grey, colour = scored[0], scored[1], scored[2]
+    return [f"`{name}`" + (" (default)" if info.get("default") else ""),
+            f"[config](maskrcnnpp/model_zoo/{name}/config.yaml)", info.get("training", ""),
+            fmt(overall["fg_iou"]), fmt(overall["fg_dice"]), fmt(overall["dsb_map"], decimals=3),
+            fmt(overall["segm_ap"], decimals=1),
+            f"{fmt(grey['fg_iou'])} / {fmt(grey['dsb_map'], decimals=3)}",
+            f"{fmt(colour['fg_iou'])} / {fmt(colour['dsb_map'], decimals=3)}",
+            fmt(metrics["seconds_per_image"]), fmt(metrics["file_mib"], decimals=1), f"`{info['sha256'][:12]}`"]
+
+
+def zoo_table_lines():
+    """The model-zoo table of every scored model, as the README shows it."""
+    rows = [zoo_row(name, model_zoo.model_info(name)) for name in model_zoo.list_models()
+            if model_zoo.model_info(name).get("metrics")]
+    return table(ZOO_HEAD, rows, "lll" + "r" * 9)
+
+
 def run(args):
     info = model_zoo.model_info(args.model)
     config_file = model_zoo.config_path(args.model)
@@ -130,5 +155,8 @@ def run(args):
                        "file_mib": round(size_mib, 2)}
     info["sample_check"] = checked
     write_json_atomic(os.path.join(model_zoo.ROOT, args.model, "model.json"), info)
+    publish("\n".join(["# Model zoo", "", "Each model on its scored split (`python -m benchmarks zoo-table --model "
+                        "NAME`); the README shows this table.", ""] + zoo_table_lines()) + "\n",
+            os.path.join(args.results_dir, "model_zoo.md"))
     print(json.dumps(info["metrics"], indent=1))
     return 0
