@@ -359,3 +359,12 @@ def test_demo_config_trains_on_the_embedded_sample(repo_root):
     assert cfg.MODEL.BACKBONE.NAME == "build_resnet_nested_fpn_backbone"
     assert cfg.MODEL.DEVICE == "cpu" and cfg.MODEL.RESNETS.DEPTH == 18
     assert cfg.SOLVER.STEPS[-1] < cfg.SOLVER.MAX_ITER
+
+
+def test_the_overlay_draws_a_one_pixel_nucleus_and_leaves_the_rest_of_the_image_alone():
+    labels = np.zeros((40, 40), dtype=np.uint16)
+    labels[20, 20] = 1
+    image = np.full((40, 40, 3), 128, dtype=np.uint8)
+    overlay, drawn = draw_overlay(image, labels, [CroppedMask(20, 20, np.ones((1, 1), dtype=bool))])
+    assert drawn == 1 and (overlay[20, 20] != 128).any()
+    np.testing.assert_array_equal(overlay[:15], image[:15])

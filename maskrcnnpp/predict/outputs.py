@@ -9,8 +9,9 @@
   detection.
 * Overlays: each nucleus outlined and filled in its own colour with
   Detectron2's Visualizer, drawn from its region in the label image (so the
-  overlay shows exactly what the label image holds), as polygons traced within
-  the nucleus' own rectangle: no full-size mask per nucleus is made, and images
+  overlay shows exactly what the label image holds), as the pixel-edge polygons
+  the ROI and GeoJSON outputs write, traced within the nucleus' own rectangle:
+  no full-size mask per nucleus is made, and images
   larger than a tile are drawn tile by tile, so memory stays bounded however
   large the image. (``Visualizer.draw_binary_mask`` is not used because for a
   mask with a hole it blends a full-size float RGBA image per nucleus, which
@@ -34,7 +35,6 @@ import json
 import os
 import zipfile
 
-import cv2
 import numpy as np
 from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import Visualizer
@@ -57,7 +57,6 @@ __all__ = [
     "nucleus_polygons",
     "qupath_feature",
     "read_label_image",
-    "region_polygons",
     "write_imagej_rois",
     "write_label_image",
     "write_qupath_geojson",
@@ -119,15 +118,13 @@ def draw_overlay(image_rgb, labels, crops, tile_size=TILE_SIZE):
     """The overlay as H x W x 3 uint8 RGB and the number of nuclei drawn.
 
     ``labels`` is the label image; ``crops[k - 1]`` is a CroppedMask whose
-    rectangle contains every pixel of label k (the detection's own mask).
+    rectangle contains every pixel of label k (the detection's own mask). Each
+    nucleus is drawn from the polygons the ROI and GeoJSON outputs write.
     """
-    nuclei = []  # (x0, y0, x1, y1, colour, outer polygons, hole polygons)
-    for k, crop in enumerate(crops, start=1):
-        region = labels[crop.y0 : crop.y1, crop.x0 : crop.x1] == k
-        outer, holes = region_polygons(region, offset=(crop.x0, crop.y0))
-        if outer:
-            colour = _PALETTE[(k - 1) % len(_PALETTE)]
-            nuclei.append((crop.x0, crop.y0, crop.x1, crop.y1, colour, outer, holes))
+    nuclei = []  # (x0, y0, x1, y1, colour, polygons)
+    for k, polygons in nucleus_polygons(labels, crops):
+        crop = crops[k - 1]
+        nuclei.append((crop.x0, crop.y0, crop.x1, crop.y1, _PALETTE[(k - 1) % len(_PALETTE)], polygons))
     height, width = labels.shape
     overlay = np.empty_like(image_rgb)
     for ty in range(0, height, tile_size):
@@ -140,41 +137,15 @@ def draw_overlay(image_rgb, labels, crops, tile_size=TILE_SIZE):
 def _draw_tile(image_rgb, tx, ty, nuclei):
     height, width = image_rgb.shape[:2]
     visualizer = Visualizer(image_rgb, metadata=None, scale=1.0)
-    for x0, y0, x1, y1, colour, outer, holes in nuclei:
-        # Polygons are traced on pixel centres, so their strokes stay within a pixel of the crop.
+    for x0, y0, x1, y1, colour, polygons in nuclei:
+        # Polygons run on pixel corners inside the crop, so their strokes stay within a pixel of it.
         if x1 + 1 < tx or y1 + 1 < ty or x0 - 1 > tx + width or y0 - 1 > ty + height:
             continue
-        for polygon in outer:
-            visualizer.draw_polygon(polygon - (tx, ty), colour, alpha=FILL_ALPHA)
-        for polygon in holes:  # outline only; the hole's pixels belong to another nucleus
-            visualizer.draw_polygon(polygon - (tx, ty), colour, alpha=0.0)
+        for outer, *holes in polygons:
+            visualizer.draw_polygon(outer - (tx, ty), colour, alpha=FILL_ALPHA)
+            for hole in holes:  # outline only; the hole's pixels belong to another nucleus
+                visualizer.draw_polygon(hole - (tx, ty), colour, alpha=0.0)
     return visualizer.output.get_image()
-
-
-def region_polygons(region, offset=(0, 0)):
-    """Outer contours and hole contours of a boolean region, as N x 2 (x, y) float arrays.
-
-    Vertices are pixel centres (+0.5), Visualizer's convention. A region too thin
-    to give a polygon (1 or 2 contour points) becomes its bounding rectangle, so
-    every nucleus is drawn.
-    """
-    contours, hierarchy = cv2.findContours(
-        region.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE
-    )
-    outer, holes = [], []
-    if hierarchy is None:
-        return outer, holes
-    dx, dy = offset
-    for contour, (_next, _prev, _child, parent) in zip(contours, hierarchy[0]):
-        points = contour.reshape(-1, 2).astype(np.float64)
-        if len(points) < 3:
-            (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0) + 1
-            points = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-        else:
-            points += 0.5
-        points += (dx, dy)
-        (outer if parent < 0 else holes).append(points)
-    return outer, holes
 
 
 def edge_polygons(region, offset=(0, 0)):
