@@ -146,6 +146,10 @@ def _add_scale_config(cfg):
     # image's centre), "search" (predicting the centre at successive guesses, several
     # times the cost), "auto": the size head when the weights carry one, else the search.
     cfg.TEST.DIAMETER_ESTIMATE = "auto"
+    # After the size head's pass, the nuclei it found check its reading: when their median
+    # diameter differs from it by more than this fraction, one more pass at their diameter.
+    # 0: no check.
+    cfg.TEST.SIZE_HEAD_CHECK = 0.0
     # The size head (modeling/size_head.py), trained after the detector with
     # maskrcnnpp-train-size-head: the bottom-up features it reads, its width, and the range
     # of view diameter / working diameter it is trained on.
@@ -184,6 +188,8 @@ def check_scale_config(cfg):
         raise ConfigError(
             f"TEST.DIAMETER_ESTIMATE must be one of {', '.join(DIAMETER_ESTIMATES)}, not {cfg.TEST.DIAMETER_ESTIMATE!r}"
         )
+    if not is_finite_number(cfg.TEST.SIZE_HEAD_CHECK) or cfg.TEST.SIZE_HEAD_CHECK < 0:
+        raise ConfigError(f"TEST.SIZE_HEAD_CHECK must be a fraction >= 0 (0: no check), not {cfg.TEST.SIZE_HEAD_CHECK!r}")
     view_range = tuple(cfg.MODEL.SIZE_HEAD.VIEW_RANGE)
     if len(view_range) != 2 or not all(is_finite_number(v) and v > 0 for v in view_range) or view_range[0] >= view_range[1]:
         raise ConfigError(f"MODEL.SIZE_HEAD.VIEW_RANGE must be (low, high) with 0 < low < high, not {view_range!r}")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from maskrcnnpp.predict.estimate import MAX_PASSES, central_region, estimate_diameter
+from maskrcnnpp.predict.estimate import MAX_PASSES, central_region, checked_diameter, estimate_diameter
 from maskrcnnpp.predict.predictor import CroppedMask, Detection
 
 TARGET = 17.0
@@ -103,3 +103,17 @@ def test_low_scores_are_not_measured():
 def test_central_region_is_centred_and_clipped():
     assert central_region(100, 50, 256) == (0, 100, 0, 50)
     assert central_region(1000, 600, 256) == (372, 628, 172, 428)
+
+
+def test_the_size_head_s_reading_is_checked_by_the_nuclei_found_at_it():
+    shape = (200, 200)
+    at_40 = [fake_detection(math.pi * 40 ** 2 / 4, y0=60, x0=60 + k) for k in range(3)]
+    # nuclei of 40 px found at a reading of 20: predict again at theirs
+    assert checked_diameter(at_40, 20.0, 17.0, shape, confident, 0.15) == pytest.approx(40.0, rel=0.05)
+    # within the tolerance, or nothing confident: the reading stands
+    assert checked_diameter(at_40, 37.0, 17.0, shape, confident, 0.15) is None
+    faint = [fake_detection(400, score=0.2)]
+    assert checked_diameter(faint, 20.0, 17.0, shape, confident, 0.15) is None
+    # the measurement is clamped as every estimate is (8x the default)
+    huge = [fake_detection(math.pi * 190 ** 2 / 4, y0=0, x0=0)]
+    assert checked_diameter(huge, 17.0, 17.0, (400, 400), confident, 0.15) == pytest.approx(8 * 17.0)

@@ -18,7 +18,7 @@ from maskrcnnpp.engine.size_head_training import SIZE_HEAD_FILE, main as train_m
 from maskrcnnpp.errors import ConfigError, UserError
 from maskrcnnpp.modeling.size_head import build_size_head, detector_features, feature_extractor
 from maskrcnnpp.predict.estimate import estimate_by_size_head
-from maskrcnnpp.predict.predictor import NucleiPredictor
+from maskrcnnpp.predict.predictor import CroppedMask, Detection, NucleiPredictor
 from maskrcnnpp.predict.size_reading import load_size_reader
 
 pytestmark = pytest.mark.usefixtures("fresh_loggers")  # the training tool sets up its loggers
@@ -230,3 +230,25 @@ def test_labels_leave_out_empty_annotations_and_images_without_nuclei(tmp_path):
     (labelled,) = _labelled_images([name], "BGR")
     assert labelled.diameter == pytest.approx(math.sqrt(400 / math.pi))
     assert labelled.centres.tolist() == [[25.0, 15.0]] and len(labelled.diameters) == 1
+
+
+@pytest.mark.parametrize("check,diameters", [(0.0, [20.0]), (0.15, [20.0, 40.0])])
+def test_the_nuclei_found_at_the_heads_reading_check_it_when_asked(repo_root, random_detector, tmp_path, check,
+                                                                   diameters):
+    folder, weights, _ = random_detector
+    cfg = scaled_cfg("MODEL.WEIGHTS", weights, "TEST.SIZE_HEAD_CHECK", str(check))
+    predictor = NucleiPredictor(cfg, CONFIG)
+    predictor.size_reader = ExactReader(20.0)  # reads 20 px; the nuclei found measure 40 px
+    asked = []
+
+    def predict_at_diameter(image, diameter):
+        asked.append(diameter)
+        side = 36  # about 40 px across once measured as an equal-area circle
+        return [Detection((10, 10 + 40 * k, 10 + side, 10 + 40 * k + side), 0.9, 1,
+                          CroppedMask(10 + 40 * k, 10, np.ones((side, side), dtype=bool))) for k in range(3)]
+
+    predictor.predict_at_diameter = predict_at_diameter
+    prediction = predictor(np.zeros((200, 200, 3), np.uint8))
+    assert asked == pytest.approx(diameters, rel=0.05)
+    assert prediction.diameter == pytest.approx(diameters[-1], rel=0.05)
+    assert prediction.estimate_passes == len(diameters) and prediction.diameter_source == "size_head"

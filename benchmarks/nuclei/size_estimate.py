@@ -24,6 +24,8 @@ FLAGS = ("results-dir",)
 METHODS = (
     ("search (predicting at successive guesses)", ("TEST.DIAMETER_ESTIMATE", "search")),
     ("size head", ("TEST.DIAMETER_ESTIMATE", "size_head")),
+    ("size head, checked by its nuclei (TEST.SIZE_HEAD_CHECK 0.15)",
+     ("TEST.DIAMETER_ESTIMATE", "size_head", "TEST.SIZE_HEAD_CHECK", "0.15")),
     ("annotated diameter (oracle)", ("TEST.DIAMETER_SOURCE", "ground_truth")),
 )
 

@@ -23,8 +23,8 @@ from typing import Callable, List, Optional, Tuple
 
 from ..data.diameter import median_diameter
 
-__all__ = ["ESTIMATE_RANGE", "ESTIMATE_TOLERANCE", "MAX_PASSES", "Estimate", "central_region", "estimate_by_size_head",
-           "estimate_diameter"]
+__all__ = ["ESTIMATE_RANGE", "ESTIMATE_TOLERANCE", "MAX_PASSES", "Estimate", "central_region", "checked_diameter",
+           "estimate_by_size_head", "estimate_diameter"]
 
 # A measurement within this fraction of its guess ends the search: the pass was at the
 # working scale, within the training jitter, and (over the whole image) is the prediction.
@@ -172,3 +172,14 @@ def estimate_by_size_head(
         if passes == MAX_HEAD_PASSES or abs(math.log(ratio)) <= math.log(sure_range):
             return Estimate(found, passes)
         guess = found
+
+
+def checked_diameter(detections, diameter, default, shape, confident, tolerance):
+    """The diameter to predict again at when the nuclei found at ``diameter`` disagree with it
+    by more than ``tolerance`` (their median over the whole image, clamped as estimates are);
+    None when they agree, or when none is confident."""
+    measured = _measure(detections, (0, shape[0], 0, shape[1]), shape, confident)
+    if measured is None:
+        return None
+    measured = min(max(measured, default / ESTIMATE_RANGE), default * ESTIMATE_RANGE)
+    return measured if abs(math.log(measured / diameter)) > math.log(1 + tolerance) else None

@@ -34,7 +34,7 @@ from ..data.images import rescaled
 from ..data.segmentation import encode_mask
 from ..errors import UserError
 from ..weights import load_weights_strictly
-from .estimate import estimate_by_size_head, estimate_diameter
+from .estimate import checked_diameter, estimate_by_size_head, estimate_diameter
 from .size_reading import load_size_reader
 from .tiling import predict_tiled
 
@@ -222,6 +222,7 @@ class NucleiPredictor:
         self.default_diameter = float(self.cfg.TEST.DEFAULT_DIAMETER)
         self.tile_size, self.tile_overlap = int(self.cfg.TEST.TILE_SIZE), int(self.cfg.TEST.TILE_OVERLAP)
         self.estimate_size = int(self.cfg.TEST.DIAMETER_ESTIMATE_SIZE)
+        self.size_head_check = float(self.cfg.TEST.SIZE_HEAD_CHECK)
         self.progress = False  # progress bar over the tiles of large images
 
     @torch.inference_mode()
@@ -254,8 +255,14 @@ class NucleiPredictor:
             estimate = estimate_by_size_head(
                 self.size_reader, image, self.default_diameter, self.target_diameter, self.estimate_size
             )
-            return Prediction(self.predict_at_diameter(image, estimate.diameter), estimate.diameter, "size_head",
-                              estimate.passes)
+            found, passes = estimate.diameter, estimate.passes
+            detections = self.predict_at_diameter(image, found)
+            if self.size_head_check > 0:
+                again = checked_diameter(detections, found, self.default_diameter, image.shape[:2],
+                                         lambda d: d.score >= self.estimate_threshold, self.size_head_check)
+                if again is not None:
+                    detections, found, passes = self.predict_at_diameter(image, again), again, passes + 1
+            return Prediction(detections, found, "size_head", passes)
         estimate = estimate_diameter(
             self.predict_at_diameter, image, self.default_diameter, self.target_diameter,
             self.estimate_size, lambda d: d.score >= self.estimate_threshold,
