@@ -108,7 +108,7 @@ def test_the_tool_writes_a_head_that_predict_then_uses(repo_root, random_detecto
     predictor = NucleiPredictor(cfg, CONFIG)
     image, _ = synthetic.make_image(np.random.default_rng(3), 200, 220, max_nuclei=6)
     prediction = predictor(image)
-    assert prediction.diameter_source == "size_head" and prediction.estimate_passes in (1, 2)
+    assert prediction.diameter_source == "size_head" and prediction.estimate_passes in (1, 2, 3)  # one or two looks, one check
     low, high = 17.0 / 8, 17.0 * 8
     assert low <= prediction.diameter <= high
 
