@@ -8,6 +8,8 @@ import json
 import math
 import os
 
+import yaml
+
 from maskrcnnpp.errors import UserError
 
 from .measure import provenance, publish
@@ -27,8 +29,13 @@ def add_arguments(parser):
 
 
 def evaluations(output_dir):
-    """[(iteration, {column key: value})] of every evaluation in output_dir/metrics.json, in order;
-    a resumed run's repeated iterations keep their last record."""
+    """[(iterations done, {column key: value})] of every evaluation in output_dir/metrics.json,
+    in order; a resumed run's repeated iterations keep their last record.
+
+    A periodic evaluation is recorded at the index of the iteration it followed (999 after
+    1000 iterations); the one after training at SOLVER.MAX_ITER itself (from the run's
+    config.yaml), which is already the count."""
+    max_iter = _max_iter(output_dir)
     path = os.path.join(output_dir, "metrics.json")
     if not os.path.isfile(path):
         raise UserError(f"{path}: not found (is {output_dir} a training run's OUTPUT_DIR?)")
@@ -43,8 +50,18 @@ def evaluations(output_dir):
                 continue
             values = {key: _value(record, key) for key, _, _ in COLUMNS}
             if any(v is not None for v in values.values()):
-                found[record["iteration"]] = values
+                iteration = record["iteration"]
+                found[iteration if iteration == max_iter else iteration + 1] = values
     return sorted(found.items())
+
+
+def _max_iter(output_dir):
+    """SOLVER.MAX_ITER of the run's config.yaml; None without one."""
+    path = os.path.join(output_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return (yaml.safe_load(f) or {}).get("SOLVER", {}).get("MAX_ITER")
 
 
 def _value(record, key):
@@ -61,10 +78,10 @@ def render(output_dir, rows, command):
         f"# Evaluation curve of `{os.path.basename(os.path.normpath(output_dir))}`",
         "",
         *provenance(command),
-        f"- run: `{output_dir}`; one row per evaluation (TEST.EVAL_PERIOD), iteration numbers counted from 1",
+        f"- run: `{output_dir}`; one row per evaluation (TEST.EVAL_PERIOD), after that many iterations",
         "",
     ]
-    cells = [[iteration + 1] + [f"{values[k]:.{d}f}" if values[k] is not None else "" for k, _, d in COLUMNS]
+    cells = [[iteration] + [f"{values[k]:.{d}f}" if values[k] is not None else "" for k, _, d in COLUMNS]
              for iteration, values in rows]
     lines += table(["iteration"] + [title for _, title, _ in COLUMNS], cells, "r" * (1 + len(COLUMNS)))
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ def test_one_row_per_evaluation_the_last_of_a_repeated_iteration_kept(tmp_path):
         {"iteration": 1999, "fg_iou": 73.5, "dsb_map": 0.34},  # evaluated again after a resume
     ])
     rows = val_curve.evaluations(str(tmp_path))
-    assert [i for i, _ in rows] == [999, 1999]
+    assert [i for i, _ in rows] == [1000, 2000]
     assert rows[0][1]["fg_iou"] == 70.0 and rows[0][1]["bbox/AP"] is None
     assert rows[1][1]["fg_iou"] == 73.5 and rows[1][1]["segm/AP"] is None
     text = val_curve.render(str(tmp_path), rows, "python -m benchmarks val-curve run")
@@ -34,3 +34,10 @@ def test_a_half_written_line_and_a_missing_file_are_named(tmp_path):
         val_curve.evaluations(str(tmp_path))
     with pytest.raises(UserError, match="not found"):
         val_curve.evaluations(str(tmp_path / "nowhere"))
+
+
+def test_the_evaluation_after_training_counts_max_iter_iterations(tmp_path):
+    (tmp_path / "config.yaml").write_text("SOLVER:\n  MAX_ITER: 3000\n")
+    write_metrics(tmp_path, [{"iteration": 999, "fg_iou": 70.0}, {"iteration": 1999, "fg_iou": 71.0},
+                             {"iteration": 3000, "fg_iou": 74.0}])
+    assert [i for i, _ in val_curve.evaluations(str(tmp_path))] == [1000, 2000, 3000]
