@@ -148,7 +148,7 @@ def _add_scale_config(cfg):
     cfg.TEST.DIAMETER_ESTIMATE = "auto"
     # After the size head's pass, the nuclei it found check its reading: when their median
     # diameter differs from it by more than this fraction, one more pass at their diameter
-    # (chosen on val: size_estimate_val_check.md). 0: no check.
+    # (chosen on val: size_estimate_val_check.md). 0.0: no check.
     cfg.TEST.SIZE_HEAD_CHECK = 0.15
     # The size head (modeling/size_head.py), trained after the detector with
     # maskrcnnpp-train-size-head: the bottom-up features it reads, its width, and the range

@@ -59,6 +59,14 @@ def test_bad_input_values_name_their_key(key, value):
         check_scale_config(cfg)
 
 
+@pytest.mark.parametrize("value", [-0.1, float("nan")])
+def test_a_negative_or_nan_size_head_check_names_its_key(value):
+    cfg = scale_cfg()
+    cfg.TEST.SIZE_HEAD_CHECK = value
+    with pytest.raises(ConfigError, match=r"TEST\.SIZE_HEAD_CHECK must be a fraction >= 0"):
+        check_scale_config(cfg)
+
+
 def test_equivalent_diameter_of_a_disk():
     assert equivalent_diameter(np.pi * 10**2) == pytest.approx(20.0)
     assert median_diameter([]) is None

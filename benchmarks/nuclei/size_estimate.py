@@ -23,7 +23,7 @@ FLAGS = ("results-dir",)
 # name: (row title, config overrides)
 METHODS = {
     "search": ("search (predicting at successive guesses)", ("TEST.DIAMETER_ESTIMATE", "search")),
-    "size_head": ("size head", ("TEST.DIAMETER_ESTIMATE", "size_head", "TEST.SIZE_HEAD_CHECK", "0")),
+    "size_head": ("size head", ("TEST.DIAMETER_ESTIMATE", "size_head", "TEST.SIZE_HEAD_CHECK", "0.0")),
     "size_head_checked": ("size head, checked by its nuclei (TEST.SIZE_HEAD_CHECK 0.15)",
                           ("TEST.DIAMETER_ESTIMATE", "size_head", "TEST.SIZE_HEAD_CHECK", "0.15")),
     "oracle": ("annotated diameter (oracle)", ("TEST.DIAMETER_SOURCE", "ground_truth")),
