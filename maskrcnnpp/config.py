@@ -189,7 +189,7 @@ def check_scale_config(cfg):
             f"TEST.DIAMETER_ESTIMATE must be one of {', '.join(DIAMETER_ESTIMATES)}, not {cfg.TEST.DIAMETER_ESTIMATE!r}"
         )
     if not is_finite_number(cfg.TEST.SIZE_HEAD_CHECK) or cfg.TEST.SIZE_HEAD_CHECK < 0:
-        raise ConfigError(f"TEST.SIZE_HEAD_CHECK must be a fraction >= 0 (0: no check), not {cfg.TEST.SIZE_HEAD_CHECK!r}")
+        raise ConfigError(f"TEST.SIZE_HEAD_CHECK must be a fraction >= 0 (0.0: no check), not {cfg.TEST.SIZE_HEAD_CHECK!r}")
     view_range = tuple(cfg.MODEL.SIZE_HEAD.VIEW_RANGE)
     if len(view_range) != 2 or not all(is_finite_number(v) and v > 0 for v in view_range) or view_range[0] >= view_range[1]:
         raise ConfigError(f"MODEL.SIZE_HEAD.VIEW_RANGE must be (low, high) with 0 < low < high, not {view_range!r}")
