@@ -420,6 +420,11 @@ def test_the_zoo_fine_tuning_table_pairs_each_size_s_arms_by_seed(tmp_path):
     assert "- fg IoU: +51.00 (seed 0 +50.00, seed 1 +51.00, seed 2 +52.00)" in text
     assert "30 images, zoo − scratch" not in text  # no zoo runs of 30 images yet: no pair
     assert "| 30 images, from the zoo model | `own30-zoo` | none yet |" in text
+    write_runs(results / "nuclei_runs" / "own30-zoo", [fake_run("nested", 0, 0.0, 0.0, per_image=[
+        dict(colour, fg_iou=65.0, dsb_map=0.3)])])
+    text = summaries.render_fine_tuning(("fine_tuning_zoo", FINE_TUNING["fine_tuning_zoo"]), str(results))
+    assert "30 images, zoo − scratch, paired by seed (1 pair):" in text
+    assert "- fg IoU: +25.00 (seed 0 +25.00); one pair: no spread to judge it by" in text
 
 
 def committed_runs(model):

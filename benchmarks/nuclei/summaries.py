@@ -104,9 +104,12 @@ def render_fine_tuning(spec, results_dir):
             if not seeds:
                 break
             if k == 0:
-                lines += ["", f"{heading}, paired by seed ({len(seeds)} pairs):", ""]
-            mean, spread, wins = beyond_spread(diffs, [before[s][k] for s in seeds], [after[s][k] for s in seeds])
+                lines += ["", f"{heading}, paired by seed ({len(seeds)} pair{'s' if len(seeds) > 1 else ''}):", ""]
             per_seed = ", ".join(f"seed {s} {d:+.{decimals}f}" for s, d in zip(seeds, diffs))
+            if len(seeds) < 2:
+                lines.append(f"- {metric}: {diffs[0]:+.{decimals}f} ({per_seed}); one pair: no spread to judge it by")
+                continue
+            mean, spread, wins = beyond_spread(diffs, [before[s][k] for s in seeds], [after[s][k] for s in seeds])
             lines.append(f"- {metric}: {mean:+.{decimals}f} ({per_seed}); {'beyond' if wins else 'not beyond'} "
                          f"the seed spread {spread:.{decimals}f} (largest of the paired-difference std and each "
                          "row's std)")
