@@ -6,10 +6,13 @@ and says how far the view's nuclei are from the working diameter; when that is m
 than 2x, one more look at the corrected scale, where the head reads best. Each look
 costs a bottom-up pass over a small view.
 
+The size head's reading can be checked by the nuclei found at it (``checked_diameter``):
+when their median diameter is far from the reading, the prediction is made again at theirs.
+
 The search (``estimate_diameter``, for models without a size head): a pass predicts
 the centre of the image (a square of TEST.DIAMETER_ESTIMATE_SIZE working-scale pixels,
-or the whole image when smaller) at a guessed diameter and measures the median diameter of the confident nuclei there, leaving out those cut
-by the square's edge. A detector trained at one scale measures nuclei far from it
+or the whole image when smaller) at a guessed diameter and measures the median
+diameter of the confident nuclei there, leaving out those cut by the square's edge. A detector trained at one scale measures nuclei far from it
 with a bias towards its working diameter (on dsb2018_val, nuclei 2.9x the working
 diameter measured 1.5x after 600 iterations), so one pass is not enough: the guess
 moves to the measurement, then by secant steps on log(measured / guessed), until a
@@ -83,6 +86,11 @@ def _measure(detections, region: Region, shape, confident) -> Optional[float]:
     return found if found is not None else median_diameter(every)
 
 
+def _clamped(diameter: float, default: float) -> float:
+    """``diameter`` kept within ESTIMATE_RANGE of ``default``."""
+    return min(max(diameter, default / ESTIMATE_RANGE), default * ESTIMATE_RANGE)
+
+
 def _next_guess(history: List[Tuple[float, float]]) -> float:
     """Next log-diameter from (log guess, log(measured / guess)) pairs: the measurement after
     one pass, a secant step towards log(measured / guess) = 0 after two or more."""
@@ -115,7 +123,6 @@ def estimate_diameter(
     working-scale pixels of the centre each pass sees.
     """
     height, width = image.shape[:2]
-    low, high = default / ESTIMATE_RANGE, default * ESTIMATE_RANGE
     guess, history, passes = default, [], 0
     while passes < max_passes:
         region = central_region(height, width, int(math.ceil(region_size * guess / target)))
@@ -132,12 +139,12 @@ def estimate_diameter(
         last = dict(detections=detections, detections_diameter=guess) if whole else {}
         if measured is None:
             return Estimate(None, passes, **last)
-        measured = min(max(measured, low), high)
+        measured = _clamped(measured, default)
         error = math.log(measured / guess)
         if abs(error) <= math.log(1 + tolerance):
             return Estimate(measured, passes, **last)
         history.append((math.log(guess), error))
-        guess = min(max(math.exp(_next_guess(history)), low), high)
+        guess = _clamped(math.exp(_next_guess(history)), default)
     # Out of passes: the last measurement, made nearest the working scale (an unchecked
     # extrapolation from noisy measurements can overshoot far).
     return Estimate(measured, passes)
@@ -161,14 +168,13 @@ def estimate_by_size_head(
     implies.
     """
     height, width = image.shape[:2]
-    low, high = default / ESTIMATE_RANGE, default * ESTIMATE_RANGE
     guess, passes = default, 0
     while True:
         scale = target / guess
         region = central_region(height, width, int(math.ceil(region_size / scale)))
         ratio, real_scale = read_scale(image, scale, region)
         passes += 1
-        found = min(max(ratio * target / real_scale, low), high)
+        found = _clamped(ratio * target / real_scale, default)
         if passes == MAX_HEAD_PASSES or abs(math.log(ratio)) <= math.log(sure_range):
             return Estimate(found, passes)
         guess = found
@@ -181,5 +187,5 @@ def checked_diameter(detections, diameter, default, shape, confident, tolerance)
     measured = _measure(detections, (0, shape[0], 0, shape[1]), shape, confident)
     if measured is None:
         return None
-    measured = min(max(measured, default / ESTIMATE_RANGE), default * ESTIMATE_RANGE)
+    measured = _clamped(measured, default)
     return measured if abs(math.log(measured / diameter)) > math.log(1 + tolerance) else None
