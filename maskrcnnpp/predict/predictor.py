@@ -259,13 +259,13 @@ class NucleiPredictor:
             detections = self.predict_at_diameter(image, found)
             if self.size_head_check > 0:
                 again = checked_diameter(detections, found, self.default_diameter, image.shape[:2],
-                                         lambda d: d.score >= self.estimate_threshold, self.size_head_check)
+                                         self._confident, self.size_head_check)
                 if again is not None:
                     detections, found, passes = self.predict_at_diameter(image, again), again, passes + 1
             return Prediction(detections, found, "size_head", passes)
         estimate = estimate_diameter(
             self.predict_at_diameter, image, self.default_diameter, self.target_diameter,
-            self.estimate_size, lambda d: d.score >= self.estimate_threshold,
+            self.estimate_size, self._confident,
         )
         if estimate.diameter is None:
             (warn or _print_warning)(
@@ -282,6 +282,10 @@ class NucleiPredictor:
         else:
             detections = self.predict_at_diameter(image, found)
         return Prediction(detections, found, source, estimate.passes)
+
+    def _confident(self, detection):
+        """Whether the diameter estimate measures this detection."""
+        return detection.score >= self.estimate_threshold
 
     def _predict_resized(self, image):
         """INPUT.SCALE_POLICY image_size: the whole image resized by its short side."""
