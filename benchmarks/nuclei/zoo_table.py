@@ -76,12 +76,12 @@ def sample_check(predictor):
     """{image file name: {"nuclei", "fg_iou"}} of predict's label images of SAMPLE_CHECK_IMAGES,
     fg IoU against the sample's annotations."""
     records = {os.path.basename(r["file_name"]): r for r in DatasetCatalog.get("dsb2018_sample_train")}
+    chosen = [records[name] for name in SAMPLE_CHECK_IMAGES]
     checked = {}
     with tempfile.TemporaryDirectory() as folder:
         layout = prepare_output_dir(folder, parse_formats("labels"))
-        for name in SAMPLE_CHECK_IMAGES:
-            record = records[name]
-            result = predict_batch(predictor, [record["file_name"]], layout, progress=False).images[0]
+        results = predict_batch(predictor, [r["file_name"] for r in chosen], layout, progress=False).images
+        for name, record, result in zip(SAMPLE_CHECK_IMAGES, chosen, results):
             predicted = read_label_image(result.label_path) > 0
             truth = foreground_mask(record["annotations"], record["height"], record["width"]) > 0
             checked[name] = {"nuclei": result.num_nuclei,
@@ -127,8 +127,8 @@ def zoo_row(name, info):
 
 def zoo_table_lines():
     """The model-zoo table of every scored model, as the README shows it."""
-    rows = [zoo_row(name, model_zoo.model_info(name)) for name in model_zoo.list_models()
-            if model_zoo.model_info(name).get("metrics")]
+    infos = {name: model_zoo.model_info(name) for name in model_zoo.list_models()}
+    rows = [zoo_row(name, info) for name, info in infos.items() if info.get("metrics")]
     return table(ZOO_HEAD, rows, "lll" + "r" * 9)
 
 
