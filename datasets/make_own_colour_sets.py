@@ -19,7 +19,6 @@ import maskrcnnpp.data  # noqa: F401  (first: applies the Detectron2 guards, reg
 from detectron2.data import DatasetCatalog
 from pycocotools import mask as mask_utils
 
-from maskrcnnpp.data.images import read_image_rgb8
 from maskrcnnpp.data.segmentation import segmentation_to_rle
 from maskrcnnpp.evaluation.nuclei_metrics import masks_to_label_image
 from maskrcnnpp.predict.outputs import write_label_image
@@ -38,7 +37,7 @@ def write_set(records, folder):
     os.makedirs(os.path.join(folder, "labels"), exist_ok=True)
     for record in records:
         stem = os.path.splitext(os.path.basename(record["file_name"]))[0]
-        height, width = read_image_rgb8(record["file_name"]).shape[:2]
+        height, width = record["height"], record["width"]
         masks = [mask_utils.decode(segmentation_to_rle(a["segmentation"], height, width)).astype(bool)
                  for a in record["annotations"]]
         shutil.copyfile(record["file_name"], os.path.join(folder, "images", stem + ".png"))

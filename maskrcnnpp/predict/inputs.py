@@ -4,7 +4,6 @@ import glob
 import os
 import tempfile
 
-
 from ..data.images import HIGH_DEPTH_PERCENTILES, read_image_rgb8, rescale_to_uint8, to_rgb8
 from ..errors import UserError
 
