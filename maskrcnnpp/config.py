@@ -166,6 +166,12 @@ def _add_scale_config(cfg):
     # where it is whole.
     cfg.TEST.TILE_SIZE = 512
     cfg.TEST.TILE_OVERLAP = 80
+    # With TEST.EVAL_PERIOD > 0: the evaluation result that chooses model_best.pth, as the
+    # EvalHook stores it (e.g. "nuclei/fg_iou", "segm/AP"; higher is better). "": none kept.
+    cfg.TEST.BEST_METRIC = ""
+    # With TEST.BEST_METRIC: training ends after this many evaluations in a row without a
+    # better score (its last weights become model_final.pth). 0: train to SOLVER.MAX_ITER.
+    cfg.TEST.PATIENCE = 0
 
 
 def check_scale_config(cfg):
@@ -230,9 +236,15 @@ def check_solver_config(cfg):
         ("SOLVER.CHECKPOINT_PERIOD", s.CHECKPOINT_PERIOD, 1),
         ("SOLVER.WARMUP_ITERS", s.WARMUP_ITERS, 0),
         ("TEST.EVAL_PERIOD", cfg.TEST.EVAL_PERIOD, 0),
+        ("TEST.PATIENCE", cfg.TEST.PATIENCE, 0),
     ):
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
             raise ConfigError(f"{key} must be a whole number of at least {least}, not {value!r}")
+    if (cfg.TEST.BEST_METRIC or cfg.TEST.PATIENCE) and cfg.TEST.EVAL_PERIOD == 0:
+        key = "TEST.BEST_METRIC" if cfg.TEST.BEST_METRIC else "TEST.PATIENCE"
+        raise ConfigError(f"{key} needs evaluations during training: set TEST.EVAL_PERIOD to a number of iterations")
+    if cfg.TEST.PATIENCE and not cfg.TEST.BEST_METRIC:
+        raise ConfigError("TEST.PATIENCE counts evaluations without a better TEST.BEST_METRIC: set TEST.BEST_METRIC too")
     if not (is_finite_number(s.BASE_LR) and s.BASE_LR > 0):
         raise ConfigError(f"SOLVER.BASE_LR must be a positive number, not {s.BASE_LR!r}")
     if not (is_finite_number(s.GAMMA) and s.GAMMA > 0):

@@ -8,7 +8,7 @@ from detectron2.data import (
     build_detection_test_loader,
     build_detection_train_loader,
 )
-from detectron2.engine import DefaultTrainer
+from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import COCOEvaluator
 
 from ..compat import has_compiled_ops
@@ -16,6 +16,7 @@ from ..errors import UserError, error_reason
 from ..data.augmentation import build_nuclei_augmentation
 from ..data.diameter_mapper import DiameterDatasetMapper
 from ..data.semantic_mapper import SemanticNucleiMapper
+from .best_checkpoint import BestCheckpointWithPatience, StoppedEarly
 from .checkpoint import NucleiCheckpointer, read_checkpoint, weights_mismatch
 from .optimizer import build_optimizer
 from .scaled_model import DiameterScaledModel
@@ -29,12 +30,38 @@ def is_semantic(cfg) -> bool:
 
 
 class Trainer(DefaultTrainer):
+    stopped_early_at = None  # iterations done when TEST.PATIENCE ended training
+
     def build_hooks(self):
         # Called by DefaultTrainer.__init__ right after it made its checkpointer: swap in the
         # atomic, resume-safe one before the PeriodicCheckpointer hook takes hold of it.
         old = self.checkpointer
         self.checkpointer = NucleiCheckpointer(old.model, old.save_dir, **old.checkpointables)
-        return super().build_hooks()
+        built = super().build_hooks()
+        if self.cfg.TEST.BEST_METRIC and self.cfg.TEST.EVAL_PERIOD > 0:
+            # After the EvalHook, whose results it reads.
+            at = next(i for i, h in enumerate(built) if isinstance(h, hooks.EvalHook)) + 1
+            built.insert(at, BestCheckpointWithPatience(self.cfg.TEST.EVAL_PERIOD, self.checkpointer,
+                                                        self.cfg.TEST.BEST_METRIC, self.cfg.TEST.PATIENCE,
+                                                        self.cfg.OUTPUT_DIR))
+        return built
+
+    def train(self):
+        """DefaultTrainer.train; a run that stops early (TEST.PATIENCE) ends normally, its last weights
+        saved as model_final.pth at SOLVER.MAX_ITER, so that ``--resume`` treats it as finished."""
+        train_loop_log = logging.getLogger("detectron2.engine.train_loop")
+        quiet = _NotAnEarlyStop()
+        train_loop_log.addFilter(quiet)
+        try:
+            return super().train()
+        except StoppedEarly as stop:
+            logger.info(f"{self.cfg.OUTPUT_DIR}: training stopped early at iteration {self.iter}: {stop}")
+            self.stopped_early_at = self.iter + 1
+            self.iter = self.max_iter - 1  # what the checkpoint's trainer state tells a resume
+            self.checkpointer.save("model_final", iteration=self.iter)
+            return None
+        finally:
+            train_loop_log.removeFilter(quiet)
 
     def resume_or_load(self, resume=True):
         resuming = resume and self.checkpointer.has_checkpoint()
@@ -97,6 +124,14 @@ class Trainer(DefaultTrainer):
             use_fast_impl=has_compiled_ops(),
             kpt_oks_sigmas=cfg.TEST.KEYPOINT_OKS_SIGMAS,
         )
+
+
+class _NotAnEarlyStop(logging.Filter):
+    """Drops the train loop's "Exception during training" traceback for an early stop, and for a
+    UserError (which the command reports in one line)."""
+
+    def filter(self, record):
+        return not (record.exc_info and isinstance(record.exc_info[1], (StoppedEarly, UserError)))
 
 
 def train_or_explain(trainer, output_dir, *train_args, hint="lower SOLVER.BASE_LR, lengthen SOLVER.WARMUP_ITERS"):
