@@ -23,10 +23,14 @@ only, after two warm-up images); ``command``, ``git_commit``, ``machine``, ``loa
 (so independent of training): ``input`` and per model ``parameters``, ``gflops_whole``,
 ``gflops_backbone_and_neck``, ``detections`` (score threshold 0).
 
-``semantic_nuclei_cpu/<row>_seed<k>.json`` — one semantic model trained and evaluated
-(``semantic``): ``row``, ``seed``, ``model``, ``config``, ``overrides``, ``parameters``,
-``iterations``, ``train_seconds``, ``eval_seconds``, ``test_sets``, ``metrics`` (nuclei
-section), ``final_losses_median20``, ``threads``, ``command``, ``settings``, ``date``.
+``semantic_nuclei_<device>/<row>_seed<k>.json`` (``--report``) — one semantic model trained and
+evaluated (``semantic``): ``row``, ``seed``, ``model``, ``config``, ``overrides``, ``parameters``,
+``iterations`` (trained, up to the last val evaluation), ``train_seconds``, ``train_segments``
+(as ``train_segments.json``), ``eval_seconds``, ``test_sets``, ``metrics`` (nuclei section, whole
+images), ``windows`` (``metrics`` and ``eval_seconds`` in PATCH_SIZE windows, or null),
+``val_set``, ``best`` (``model_best.json``: ``metric``, ``value``, ``iteration``; the weights
+scored) and ``val_curve`` ([iterations, val fg IoU] pairs), or null without TEST.BEST_METRIC,
+``final_losses_median20``, ``threads``, ``device``, ``command``, ``settings``, ``date``.
 ``<row>.json`` without ``seed``: an early run with a random seed.
 
 ``unetpp_head_choice/<split>_<mode>_seed<k>.json`` — one trained UNet++ evaluated in one
@@ -38,7 +42,9 @@ In a run's OUTPUT_DIR (``<output-root>/<profile>/<model>_seed<k>/`` for ``compar
 ends), ``train_segments.json`` (one entry per process that trained part of the run:
 ``start_iter``, ``end_iter``, ``wall_s``, ``cpu_s``, ``loadavg_end``) and, for a profile with a
 wall-clock budget, ``train_budget.json`` (``minutes``, ``probe_seconds_per_iter``, ``max_iter``,
-``steps``, ``warmup_iters``), kept so that a resumed run keeps its schedule.
+``steps``, ``warmup_iters``), kept so that a resumed run keeps its schedule. With TEST.BEST_METRIC,
+``model_best.pth`` and ``model_best.json`` (the best val score and its iteration, read back on
+``--resume``).
 """
 import glob
 import json

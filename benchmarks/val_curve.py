@@ -50,9 +50,13 @@ def evaluations(output_dir):
                 continue
             values = {key: _value(record, key) for key, _, _ in COLUMNS}
             if any(v is not None for v in values.values()):
-                iteration = record["iteration"]
-                found[iteration if iteration == max_iter else iteration + 1] = values
+                found[iterations_done(record["iteration"], max_iter)] = values
     return sorted(found.items())
+
+
+def iterations_done(iteration, max_iter):
+    """Iterations trained before an evaluation Detectron2 stored at ``iteration``."""
+    return iteration if iteration == max_iter else iteration + 1
 
 
 def _max_iter(output_dir):

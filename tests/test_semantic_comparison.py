@@ -23,7 +23,7 @@ def test_seeds_run_every_row_once_and_the_table_pairs_them(tmp_path, monkeypatch
     calls = []
     scores = {("unet", 0): 66.0, ("unet", 1): 68.0, ("unetpp_ds", 0): 70.0, ("unetpp_ds", 1): 73.0}
 
-    def fake_run_row(key, seed, opts, output_root, threads, command, runs_dir):
+    def fake_run_row(key, seed, opts, output_root, threads, command, runs_dir, test_set, windows):
         calls.append((key, seed, tuple(opts)))
         os.makedirs(runs_dir, exist_ok=True)
         with open(semantic_run_path(runs_dir, key, seed), "w") as f:
@@ -63,3 +63,57 @@ def test_a_single_seed_is_not_judged_against_a_spread(tmp_path):
     text = semantic_comparison.write_report(str(tmp_path))
     assert "+8.00 (seed 0 +8.00); one seed: too few to compare with the seed spread" in text
     assert "beyond the seed spread" not in text
+
+
+def test_a_run_is_scored_with_the_weights_chosen_on_val_and_resumes_without_training_again(repo_root, tmp_path):
+    from maskrcnnpp.data import synthetic
+    from test_trainer import SMALL_FILTERS, register
+
+    name = "synthetic_semantic_row"
+    register(name, synthetic.make_dataset(str(tmp_path / "img"), num_images=4, size=(64, 80)), evaluator_type="nuclei")
+    opts = ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)", "MODEL.UNETPP.FILTERS", str(SMALL_FILTERS),
+            "MODEL.UNETPP.PATCH_SIZE", "48", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "60",
+            "SOLVER.WARMUP_ITERS", "0", "SOLVER.STEPS", "()", "SOLVER.BASE_LR", "0.003", "SOLVER.CHECKPOINT_PERIOD", "20",
+            "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "20", "TEST.BEST_METRIC", "nuclei/fg_iou"]
+    runs_dir = semantic_comparison.runs_dir_of(str(tmp_path))
+    record = semantic_comparison.run_row("unet", 0, opts, str(tmp_path / "out"), 1, "cmd", runs_dir,
+                                         test_set=name, windows=True)
+    curve = dict(record["val_curve"])
+    assert sorted(curve) == [20, 40, 60] and record["iterations"] == 60
+    assert record["best"]["value"] == max(curve.values())
+    # Val and test are the same images here: the score is the chosen checkpoint's, not the last one's.
+    assert record["metrics"]["fg_iou"] == record["best"]["value"]
+    assert record["metrics"]["num_images"] == 4 and record["windows"]["metrics"]["num_images"] == 4
+    assert record["windows"]["metrics"]["fg_iou"] != record["metrics"]["fg_iou"]
+    assert [(s["start_iter"], s["end_iter"]) for s in record["train_segments"]] == [(0, 60)]
+    again = semantic_comparison.run_row("unet", 0, opts, str(tmp_path / "out"), 1, "cmd", runs_dir, test_set=name)
+    assert len(again["train_segments"]) == 1 and again["metrics"] == record["metrics"]
+    text = semantic_comparison.write_report(str(tmp_path))
+    assert "| best val fg IoU | best after (iterations) |" in text
+
+
+def test_the_gpu_table_script_runs_the_table_in_one_command(repo_root, tmp_path):
+    """gpu_table.sh with a tiny schedule on the CPU: every row and seed trained, chosen on val and
+    scored both ways, one report and one archive of the run records in OUT."""
+    import subprocess
+    import sys
+    import tarfile
+
+    out = tmp_path / "out"
+    env = dict(os.environ, DEVICE="cpu", SEEDS="0 1", TEST_SET="dsb2018_sample_val", PY=sys.executable,
+               SEMANTIC_OUTPUT_ROOT=str(tmp_path / "runs"), OMP_NUM_THREADS="1")
+    tiny = ["DATASETS.TRAIN", "('dsb2018_sample_train',)", "DATASETS.TEST", "('dsb2018_sample_val',)",
+            "MODEL.UNETPP.FILTERS", "[4, 8, 8, 16, 16]", "MODEL.UNETPP.PATCH_SIZE", "48", "SOLVER.IMS_PER_BATCH", "2",
+            "SOLVER.MAX_ITER", "4", "SOLVER.WARMUP_ITERS", "0", "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "2",
+            "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "2", "TEST.BEST_METRIC", "nuclei/fg_iou"]
+    done = subprocess.run(["bash", os.path.join(repo_root, "benchmarks", "semantic", "gpu_table.sh"), str(out), *tiny],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr + "".join(p.read_text()[-2000:] for p in out.glob("seed*.log"))
+    with tarfile.open(out / "semantic_nuclei_gpu_runs.tar.gz") as archive:
+        names = sorted(os.path.basename(n) for n in archive.getnames() if n.endswith(".json"))
+        records = [json.load(archive.extractfile(m)) for m in archive.getmembers() if m.name.endswith(".json")]
+    assert names == sorted(f"{row}_seed{seed}.json" for row in semantic_comparison.ROWS for seed in (0, 1))
+    assert all(r["best"] and r["windows"]["metrics"]["num_images"] == 4 and r["device"] == "cpu" for r in records)
+    report = (out / "semantic_nuclei_gpu.md").read_text()
+    assert "| U-Net |" in report and "| UNet++ (deep supervision, ensemble) |" in report
+    assert "fg IoU, sliding windows" in report

@@ -158,9 +158,13 @@ def main(argv=None):
     parser.add_argument(
         "--force", action="store_true", help="install even if a Detectron2 is importable"
     )
+    parser.add_argument(
+        "--wheel-dir", help="build the pure-Python wheel into this folder instead of installing it "
+        "(to carry to a machine without a package registry)"
+    )
     args = parser.parse_args(argv)
 
-    if importlib.util.find_spec("detectron2") is not None and not args.force:
+    if importlib.util.find_spec("detectron2") is not None and not (args.force or args.wheel_dir):
         import detectron2
 
         print(f"Detectron2 {detectron2.__version__} is already importable "
@@ -173,6 +177,10 @@ def main(argv=None):
         print(f"Downloading {os.path.basename(sdist)}")
         download(url, sdist)
         tree = build_pure_python_tree(sdist, tmp)
+        if args.wheel_dir:
+            subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", args.wheel_dir, tree], check=True)
+            print(f"Built the pure-Python Detectron2 v0.6 wheel in {args.wheel_dir}.")
+            return 0
         subprocess.run([sys.executable, "-m", "pip", "install", tree], check=True)
     print("Installed the pure-Python Detectron2 v0.6.")
     return 0

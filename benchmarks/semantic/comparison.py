@@ -17,11 +17,14 @@ import torch
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from maskrcnnpp.engine import Trainer
+from maskrcnnpp.engine import Trainer, load_weights_strictly
+from maskrcnnpp.engine.best_checkpoint import read_best_record
 from maskrcnnpp.engine.setup import load_cfg
+from maskrcnnpp.utils.json_io import atomic_write
 
-from ..measure import REPO, count_parameters, machine_line, publish
-from ..records import load_semantic_runs, semantic_run_path, write_record
+from ..measure import REPO, Stopwatch, count_parameters, machine_line, publish
+from ..records import add_train_segment, load_semantic_runs, lock_run, semantic_run_path, write_record
+from ..val_curve import evaluations, iterations_done
 from ..stats import beyond_spread, mean_std, paired
 from ..tables import fmt, table
 
@@ -32,57 +35,90 @@ ROWS = {
     "wide_unet": ("wide U-Net", "configs/nuclei/wide_unet_cpu.yaml"),
     "unetpp_ds": ("UNet++ (deep supervision, ensemble)", "configs/nuclei/unetpp_ds_cpu.yaml"),
 }
+REPORT = "semantic_nuclei_cpu"  # results/<report>.md, its run records in results/<report>/
+TEST_SET = "dsb2018_test"
+WINDOW_OVERLAP = 0.6667  # the paper's stride of 32 pixels in 96-pixel windows
 logger = logging.getLogger("maskrcnnpp")
 
 
 def add_arguments(parser):
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--report", default=REPORT,
+                        help="names the report, results/<report>.md, and its folder of run records")
+    parser.add_argument("--test-set", default=TEST_SET, help="registered dataset the trained models are scored on")
+    parser.add_argument("--windows", action="store_true",
+                        help="also score in PATCH_SIZE windows at a stride of a third of them, as the paper infers")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every row")
 
 
-def runs_dir_of(results_dir):
-    return os.path.join(results_dir, "semantic_nuclei_cpu")
+def runs_dir_of(results_dir, report=REPORT):
+    return os.path.join(results_dir, report)
 
 
-def run_row(key, seed, opts, output_root, threads, command, runs_dir):
+def run_row(key, seed, opts, output_root, threads, command, runs_dir, test_set=TEST_SET, windows=False):
+    """Train one row and seed (resuming its OUTPUT_DIR), score it on ``test_set``, write its record.
+
+    Under TEST.BEST_METRIC the weights scored are model_best.pth, chosen by the evaluations during
+    training on the config's DATASETS.TEST (a val split); else the last ones. ``windows``: also
+    scored as the paper infers, in PATCH_SIZE windows at a stride of a third of them."""
     name, config = ROWS[key]
-    opts = list(opts) + ["SEED", str(seed), "OUTPUT_DIR", os.path.join(output_root, f"{key}_seed{seed}")]
+    output_dir = os.path.join(output_root, f"{key}_seed{seed}")
+    opts = list(opts) + ["SEED", str(seed), "OUTPUT_DIR", output_dir]
     cfg = load_cfg(os.path.join(REPO, config), opts)
-    test_sets = cfg.DATASETS.TEST
-    cfg.DATASETS.TEST = ()  # evaluate after training, timed on its own
-    cfg.freeze()
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-        f.write(cfg.dump())
-
-    seed_all_rng(seed)  # the same data order and patches for every row of one seed
-    torch.manual_seed(seed)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    start = time.perf_counter()
-    trainer.train()
-    train_seconds = time.perf_counter() - start
-    losses = {k: trainer.storage.history(k).median(20)
-              for k in ("total_loss", "loss_bce", "loss_dice") if k in trainer.storage.histories()}
-
-    eval_cfg = cfg.clone()
-    eval_cfg.defrost()
-    eval_cfg.DATASETS.TEST = test_sets
-    eval_cfg.freeze()
-    start = time.perf_counter()
-    results = Trainer.test(eval_cfg, trainer.model)
-    eval_seconds = time.perf_counter() - start
+    with lock_run(output_dir):
+        with atomic_write(os.path.join(output_dir, "config.yaml")) as f:
+            f.write(cfg.dump())
+        seed_all_rng(seed)  # the same data order and patches for every row of one seed
+        torch.manual_seed(seed)
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=True)
+        start_iter = trainer.start_iter
+        with Stopwatch(cfg.MODEL.DEVICE) as watch:
+            trainer.train()
+        end_iter = trainer.stopped_early_at or cfg.SOLVER.MAX_ITER
+        segments = add_train_segment(output_dir, {"start_iter": start_iter, "end_iter": end_iter, "wall_s": watch.wall,
+                                                  "cpu_s": watch.cpu, "loadavg_end": os.getloadavg()})
+        best = read_best_record(output_dir) if cfg.TEST.BEST_METRIC else None
+        if best:
+            load_weights_strictly(trainer.model, os.path.join(output_dir, "model_best.pth"))
+        scored = {"whole image": score(cfg, trainer.model, test_set, window=0)}
+        if windows:
+            scored["windows"] = score(cfg, trainer.model, test_set, window=cfg.MODEL.UNETPP.PATCH_SIZE)
+    curve = [[iterations, values["fg_iou"]] for iterations, values in evaluations(output_dir)] if best else []
     record = {
         "row": key, "seed": seed, "model": name, "config": config, "overrides": list(opts),
-        "parameters": count_parameters(trainer.model), "iterations": cfg.SOLVER.MAX_ITER,
-        "train_seconds": train_seconds, "eval_seconds": eval_seconds, "test_sets": list(test_sets),
-        # DefaultTrainer.test unwraps the results of a single test set.
-        "metrics": results["nuclei"] if len(test_sets) == 1 else results,
-        "final_losses_median20": losses, "threads": threads, "command": command, "settings": settings_of(cfg),
+        "parameters": count_parameters(trainer.model),
+        "iterations": curve[-1][0] if curve else cfg.SOLVER.MAX_ITER,
+        "train_seconds": sum(s["wall_s"] for s in segments), "train_segments": segments,
+        "eval_seconds": scored["whole image"][1], "test_sets": [test_set],
+        "metrics": scored["whole image"][0],
+        "windows": {"metrics": scored["windows"][0], "eval_seconds": scored["windows"][1]} if windows else None,
+        "val_set": list(cfg.DATASETS.TEST) if best else None, "best": best, "val_curve": curve,
+        "final_losses_median20": {k: trainer.storage.history(k).median(20) for k in ("total_loss", "loss_bce", "loss_dice")
+                                  if k in trainer.storage.histories()},
+        "threads": threads, "device": cfg.MODEL.DEVICE, "command": command, "settings": settings_of(cfg),
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
     }
     write_record(semantic_run_path(runs_dir, key, seed), record)
     return record
+
+
+def score(cfg, model, test_set, window):
+    """(nuclei metrics, seconds) of ``model`` on ``test_set``, whole images (``window`` 0) or in
+    ``window``-pixel windows at a stride of a third of them."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.DATASETS.TEST = (test_set,)
+    cfg.freeze()
+    kept = model.window_size, model.window_overlap
+    model.window_size, model.window_overlap = window, WINDOW_OVERLAP
+    try:
+        start = time.perf_counter()
+        results = Trainer.test(cfg, model)
+        # DefaultTrainer.test unwraps the results of a single test set.
+        return results["nuclei"], time.perf_counter() - start
+    finally:
+        model.window_size, model.window_overlap = kept
 
 
 def settings_of(cfg) -> dict:
@@ -111,15 +147,31 @@ def score_cells(rs):
 
 
 def seeded_table(seeded):
+    """One row per model. Runs chosen on val add the best val fg IoU and where it was; runs also
+    scored in windows add that fg IoU."""
+    everything = [r for runs in seeded.values() for r in runs.values()]
+    chosen, windowed = any(r.get("best") for r in everything), any(r.get("windows") for r in everything)
     rows = []
     for key in (k for k in ROWS if seeded.get(k)):
         rs = [seeded[key][s] for s in sorted(seeded[key])]
-        rows.append([rs[0]["model"], f"{rs[0]['parameters'] / 1e6:.2f}M", ", ".join(str(s) for s in sorted(seeded[key])),
-                     rs[0]["iterations"], seed_stat(rs, lambda r: r["train_seconds"] / 60, 1),
-                     seed_stat(rs, lambda r: r["train_seconds"] / r["iterations"])] + score_cells(rs))
-    head = ["model", "params", "seeds", "iterations", "train time (min)", "s/iter", "fg IoU", "fg Dice",
-            "pooled IoU", "eval s/image"]
-    return table(head, rows, "lrl" + "r" * 7)
+        iterations = {r["iterations"] for r in rs}
+        row = [rs[0]["model"], f"{rs[0]['parameters'] / 1e6:.2f}M", ", ".join(str(s) for s in sorted(seeded[key])),
+               iterations.pop() if len(iterations) == 1 else seed_stat(rs, lambda r: r["iterations"], 0),
+               seed_stat(rs, lambda r: r["train_seconds"] / 60, 1),
+               seed_stat(rs, lambda r: r["train_seconds"] / r["iterations"])]
+        if chosen:
+            row += [seed_stat(rs, lambda r: r["best"]["value"]) if all(r.get("best") for r in rs) else "",
+                    ", ".join(str(iterations_done(r["best"]["iteration"], r["settings"]["max_iter"])) if r.get("best")
+                              else "-" for r in rs)]
+        row += score_cells(rs)
+        if windowed:
+            row.append(seed_stat(rs, lambda r: r["windows"]["metrics"]["fg_iou"]) if all(r.get("windows") for r in rs)
+                       else "")
+        rows.append(row)
+    head = ["model", "params", "seeds", "iterations", "train time (min)", "s/iter"]
+    head += ["best val fg IoU", "best after (iterations)"] if chosen else []
+    head += ["fg IoU", "fg Dice", "pooled IoU", "eval s/image"] + (["fg IoU, sliding windows"] if windowed else [])
+    return table(head, rows, "lrl" + "r" * (len(head) - 3))
 
 
 def paired_line(a, b, name_a, name_b):
@@ -140,11 +192,12 @@ def paired_line(a, b, name_a, name_b):
     return [f"- {name_a} − {name_b}, fg IoU paired by seed: {mean:+.2f} ({per_seed}); {judged}"]
 
 
-def write_report(results_dir):
-    seeded, single = load_semantic_runs(runs_dir_of(results_dir))
+def write_report(results_dir, report=REPORT):
+    seeded, single = load_semantic_runs(runs_dir_of(results_dir, report))
     everything = [r for runs in seeded.values() for r in runs.values()] + single
+    on_gpu = any(str(r.get("device", "cpu")).startswith("cuda") for r in everything)
     lines = [
-        "# Semantic nuclei segmentation on CPU: U-Net vs wide U-Net vs UNet++",
+        f"# Semantic nuclei segmentation on {'GPU' if on_gpu else 'CPU'}: U-Net vs wide U-Net vs UNet++",
         "",
         "Foreground IoU / Dice (percent) of the probability map >= 0.5 against the union of "
         "the ground-truth nuclei, mean over test images (the paper's headline) and pooled over "
@@ -175,9 +228,10 @@ def write_report(results_dir):
             "time: UNet++'s full-resolution nodes make each of its iterations slower.",
             "Settings, the same for every row" + ("" if same else " (NOT identical: see the JSONs)")
             + ": " + ", ".join(f"{k} = {v}" for k, v in first["settings"].items()) + ".",
+            f"Device: {first['device']}." if on_gpu else
             f"Threads: {first['threads']} (torch.set_num_threads and OMP_NUM_THREADS) on a "
             "2-core machine shared with other jobs, so times are indicative only.",
-            "Per-run JSON (metrics, losses, timings): `benchmarks/results/semantic_nuclei_cpu/*.json`.",
+            f"Per-run JSON (metrics, losses, timings): `benchmarks/results/{report}/*.json`.",
         ]
     lines += [
         "",
@@ -189,11 +243,11 @@ def write_report(results_dir):
         machine_line(),
         "",
     ]
-    return publish("\n".join(lines), os.path.join(results_dir, "semantic_nuclei_cpu.md"))
+    return publish("\n".join(lines), os.path.join(results_dir, f"{report}.md"))
 
 
 def run(args):
-    runs_dir, trained = runs_dir_of(args.results_dir), 0
+    runs_dir, trained = runs_dir_of(args.results_dir, args.report), 0
     if not args.render_only:
         setup_logger(name="detectron2")
         setup_logger(name="maskrcnnpp")
@@ -203,9 +257,10 @@ def run(args):
                     logger.info("semantic comparison: %s seed %d done, skipped", key, seed)
                     continue
                 logger.info("semantic comparison: training %s seed %d", key, seed)
-                run_row(key, seed, args.opts, args.output_root, args.threads, args.command, runs_dir)
+                run_row(key, seed, args.opts, args.output_root, args.threads, args.command, runs_dir,
+                        args.test_set, args.windows)
                 trained += 1
-                write_report(args.results_dir)
+                write_report(args.results_dir, args.report)
     if not trained:
-        write_report(args.results_dir)
+        write_report(args.results_dir, args.report)
     return 0
