@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pytest
 import torch
 from detectron2.modeling import build_model
 from PIL import Image
@@ -9,6 +10,7 @@ from PIL import Image
 from benchmarks.costs import prediction_profile
 from maskrcnnpp.data.synthetic import make_image
 from maskrcnnpp.engine.setup import load_cfg
+from maskrcnnpp.errors import UserError
 from maskrcnnpp.predict import NucleiPredictor, parse_formats
 
 CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
@@ -61,3 +63,13 @@ def test_instrumentation_is_removed_afterwards(repo_root, tmp_path):
     assert prediction_profile.predict_cli.read_image_rgb8 is before
     predictor(np.asarray(Image.open(images(str(tmp_path), 1)[0]).convert("RGB")))
     assert not clock.totals  # nothing reaches the clock once the hooks are gone
+
+
+def test_each_model_takes_overrides_of_its_own_and_a_malformed_one_is_named():
+    models = prediction_profile.parse_models([["a", "cfg.yaml", "w.pth"],
+                                              ["k300", "cfg.yaml", "w.pth", "MODEL.RPN.POST_NMS_TOPK_TEST", "300"]])
+    assert models == [("a", "cfg.yaml", "w.pth", []), ("k300", "cfg.yaml", "w.pth", ["MODEL.RPN.POST_NMS_TOPK_TEST", "300"])]
+    with pytest.raises(UserError, match="--model b cfg.yaml w.pth KEY: expected NAME CONFIG WEIGHTS"):
+        prediction_profile.parse_models([["b", "cfg.yaml", "w.pth", "KEY"]])
+    with pytest.raises(UserError, match="share a NAME"):
+        prediction_profile.parse_models([["a", "x", "y"], ["a", "z", "w"]])

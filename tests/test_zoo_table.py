@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 
+import pytest
 import torch
 from detectron2.modeling import build_model
 
@@ -50,3 +51,17 @@ def test_the_zoo_table_scores_the_shipped_file_and_records_it(repo_root, tmp_pat
     report = open(tmp_path / "results" / "model_zoo_tiny.md").read()
     overall = scored["dsb2018_sample_val"]
     assert f"| dsb2018_sample_val | 4 | {overall['fg_iou']:.2f} | {overall['fg_dice']:.2f} |" in report
+
+    # Timing again keeps the scores: the evaluation does not run.
+    monkeypatch.setattr(zoo_table, "scores", lambda *a: (_ for _ in ()).throw(AssertionError("scored again")))
+    assert main(["zoo-table", "--model", "tiny", "--dataset", "dsb2018_sample_val", "--timing-only", "--results-dir",
+                 str(tmp_path / "results"), "--threads", "1"]) == 0
+    timed = json.load(open(root / "tiny" / "model.json"))
+    assert timed["metrics"]["datasets"] == scored and timed["metrics"]["seconds_per_image"] > 0
+    report = (tmp_path / "results" / "model_zoo_tiny.md").read_text()
+    assert f"- scores: `{timed['metrics']['scored_by']['command']}` at commit" in report
+    assert "--timing-only" not in timed["metrics"]["scored_by"]["command"]
+    with pytest.raises(SystemExit) as stopped:  # no scores on that split to keep
+        main(["zoo-table", "--model", "tiny", "--dataset", "dsb2018_sample_train", "--timing-only",
+              "--results-dir", str(tmp_path / "results")])
+    assert stopped.value.code == 2

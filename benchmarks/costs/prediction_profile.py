@@ -17,6 +17,7 @@ from detectron2.data import DatasetCatalog
 import maskrcnnpp.predict.cli as predict_cli
 import maskrcnnpp.predict.predictor as predictor_module
 from maskrcnnpp.engine.setup import load_cfg
+from maskrcnnpp.errors import UserError
 from maskrcnnpp.predict import NucleiPredictor, parse_formats, prepare_output_dir
 
 from ..measure import provenance, publish
@@ -27,7 +28,9 @@ DEFAULTS = {"threads": 2}
 
 
 def add_arguments(parser):
-    parser.add_argument("--model", nargs=3, action="append", required=True, metavar=("NAME", "CONFIG", "WEIGHTS"))
+    parser.add_argument("--model", nargs="+", action="append", required=True,
+                        metavar="NAME CONFIG WEIGHTS [KEY VALUE]",
+                        help="a model to profile, with config overrides of its own; repeat for each model")
     parser.add_argument("--dataset", default="dsb2018_test", help="registered dataset whose images are predicted")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (0: all)")
     parser.add_argument("--formats", default="labels", help="outputs written, as predict's --formats")
@@ -178,10 +181,23 @@ def render(results, images, command):
     return "\n".join(lines) + "\n"
 
 
+def parse_models(values):
+    """[(name, config, weights, overrides)] from the --model arguments; a malformed one raises UserError."""
+    models = []
+    for value in values:
+        if len(value) < 3 or len(value) % 2 == 0:
+            raise UserError(f"--model {' '.join(value)}: expected NAME CONFIG WEIGHTS and then KEY VALUE pairs")
+        models.append((value[0], value[1], value[2], value[3:]))
+    if len({m[0] for m in models}) < len(models):
+        raise UserError("--model: two models share a NAME")
+    return models
+
+
 def run(args):
     models = {}
-    for name, config, weights in args.model:
-        models[name] = NucleiPredictor(load_cfg(config, ["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu"]), config)
+    for name, config, weights, overrides in parse_models(args.model):
+        opts = ["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu"] + list(overrides)
+        models[name] = NucleiPredictor(load_cfg(config, opts), config)
     paths = [r["file_name"] for r in DatasetCatalog.get(args.dataset)]
     paths = paths[: args.limit] if args.limit else paths
     results = profile(models, paths, parse_formats(args.formats))
