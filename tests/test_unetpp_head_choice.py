@@ -128,3 +128,16 @@ def test_a_pruned_mode_is_evaluated_with_its_own_smaller_network(repo_root, tmp_
     assert small["parameters"] == sum(p.numel() for p in model.pruned(1).parameters()) < full["parameters"]
     assert small["metrics"]["num_images"] == full["metrics"]["num_images"] == 3
     assert (small["mode"], small["dataset"], small["seed"]) == ("L1", name, 0)
+
+
+def test_the_weights_evaluated_are_those_the_semantic_job_scored(repo_root, tmp_path):
+    run = tmp_path / "unetpp_ds_seed0"
+    run.mkdir()
+    (run / "model_final.pth").write_bytes(b"last")
+    (run / "model_best.pth").write_bytes(b"best")
+    (run / "model_best.json").write_text('{"metric": "nuclei/fg_iou", "value": 70.0, "iteration": 99}')
+    config = os.path.join(repo_root, "configs", "nuclei", "unetpp_ds_cpu.yaml")
+    for best_metric, chosen in (("", "model_final.pth"), ("nuclei/fg_iou", "model_best.pth")):
+        cfg = load_cfg(config, ["TEST.EVAL_PERIOD", "100", "TEST.BEST_METRIC", best_metric])
+        (run / "config.yaml").write_text(cfg.dump())
+        assert unetpp_head_choice.trained_model(str(tmp_path), 0) == (str(run / "config.yaml"), str(run / chosen))

@@ -80,7 +80,7 @@ def run_row(key, seed, opts, output_root, threads, command, runs_dir, test_set=T
                                                   "cpu_s": watch.cpu, "loadavg_end": os.getloadavg()})
         best = read_best_record(output_dir) if cfg.TEST.BEST_METRIC else None
         if best:
-            load_weights_strictly(trainer.model, os.path.join(output_dir, "model_best.pth"))
+            load_weights_strictly(trainer.model, scored_weights(output_dir, cfg))
         scored = {"whole image": score(cfg, trainer.model, test_set, window=0)}
         if windows:
             scored["windows"] = score(cfg, trainer.model, test_set, window=cfg.MODEL.UNETPP.PATCH_SIZE)
@@ -101,6 +101,13 @@ def run_row(key, seed, opts, output_root, threads, command, runs_dir, test_set=T
     }
     write_record(semantic_run_path(runs_dir, key, seed), record)
     return record
+
+
+def scored_weights(output_dir, cfg):
+    """The checkpoint of a trained row that its scores come from: model_best.pth, chosen on val,
+    when the run kept one (TEST.BEST_METRIC), else model_final.pth."""
+    name = "model_best.pth" if cfg.TEST.BEST_METRIC and read_best_record(output_dir) else "model_final.pth"
+    return os.path.join(output_dir, name)
 
 
 def score(cfg, model, test_set, window):

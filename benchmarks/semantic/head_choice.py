@@ -2,7 +2,7 @@
 
 The UNet++ with deep supervision predicts with the mean of its heads ("ensemble") or pruned to
 one level ("L1" .. "L4"). This evaluates every seed's UNet++ that the ``semantic`` job trained
-and kept (<output-root>/unetpp_ds_seed<k>/config.yaml and model_final.pth) on dsb2018_val in every
+and kept (<output-root>/unetpp_ds_seed<k>/config.yaml and the weights it scored) on dsb2018_val in every
 mode, chooses the mode with the highest mean val fg IoU (the cheaper one on a tie), and evaluates
 only that mode on dsb2018_test; the ensemble's test figures are the semantic comparison's own
 runs. One record per (split, mode, seed) goes to results/unetpp_head_choice/ (records.py).
@@ -21,7 +21,7 @@ from maskrcnnpp.errors import UserError
 from ..measure import REPO, count_parameters, machine_line, publish
 from ..records import head_choice_run_path, load_head_choice_runs, load_semantic_runs, write_record
 from ..tables import table
-from .comparison import ROWS, paired_line, runs_dir_of, score_cells
+from .comparison import ROWS, paired_line, runs_dir_of, score_cells, scored_weights
 
 FLAGS = ("results-dir", "output-root", "seeds", "threads", "render-only")
 DEFAULTS = {"output_root": os.path.join(REPO, "output", "semantic_comparison"), "seeds": [0, 1, 2]}
@@ -39,14 +39,18 @@ def cost_order(mode):
 
 
 def trained_model(output_root, seed):
-    """(config.yaml, model_final.pth) of the semantic comparison's UNet++ run of ``seed``."""
+    """(config.yaml, weights) of the semantic comparison's UNet++ run of ``seed``: the weights its
+    scores come from (model_best.pth when chosen on val, else model_final.pth)."""
     folder = os.path.join(output_root, f"{ROW}_seed{seed}")
-    paths = tuple(os.path.join(folder, name) for name in ("config.yaml", "model_final.pth"))
-    for path in paths:
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: not found; train it first with "
-                            f"python -m benchmarks semantic --rows {ROW} --seeds {seed}")
-    return paths
+    config = _trained(os.path.join(folder, "config.yaml"), seed)
+    return config, _trained(scored_weights(folder, load_cfg(config)), seed)
+
+
+def _trained(path, seed):
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: not found; train it first with "
+                        f"python -m benchmarks semantic --rows {ROW} --seeds {seed}")
+    return path
 
 
 def evaluate(seed, mode, dataset, output_root, threads, command, path):
