@@ -1,8 +1,8 @@
 """The ``val-curve`` job: a training run's evaluation curve, to choose a schedule's length on val.
 
 Reads the metrics its periodic evaluations (TEST.EVAL_PERIOD) wrote to OUTPUT_DIR/metrics.json,
-one row per evaluation, and writes results/val_curve_<label>.md (the run's folder, the command,
-machine and commit).
+one row per evaluation, and writes results/val_curve_<label>.md (the run's folder, what it trained,
+its best checkpoint, the command, machine and commit).
 """
 import json
 import math
@@ -10,6 +10,7 @@ import os
 
 import yaml
 
+from maskrcnnpp.engine.best_checkpoint import read_best_record
 from maskrcnnpp.errors import UserError
 
 from .measure import provenance, publish
@@ -59,13 +60,39 @@ def iterations_done(iteration, max_iter):
     return iteration if iteration == max_iter else iteration + 1
 
 
-def _max_iter(output_dir):
-    """SOLVER.MAX_ITER of the run's config.yaml; None without one."""
+def _config(output_dir):
+    """The run's config.yaml as a dict; {} without one."""
     path = os.path.join(output_dir, "config.yaml")
     if not os.path.isfile(path):
-        return None
+        return {}
     with open(path, encoding="utf-8") as f:
-        return (yaml.safe_load(f) or {}).get("SOLVER", {}).get("MAX_ITER")
+        return yaml.safe_load(f) or {}
+
+
+def _max_iter(output_dir):
+    """SOLVER.MAX_ITER of the run's config.yaml; None without one."""
+    return _config(output_dir).get("SOLVER", {}).get("MAX_ITER")
+
+
+def settings_lines(output_dir):
+    """What the run trained and what its best checkpoint is, from its config.yaml and model_best.json."""
+    cfg, lines = _config(output_dir), []
+    if cfg:
+        model, solver, data = cfg.get("MODEL", {}), cfg.get("SOLVER", {}), cfg.get("DATASETS", {})
+        semantic = model.get("META_ARCHITECTURE") == "SemanticUNetPlusPlus"
+        unetpp = model.get("UNETPP", {})
+        norm = unetpp.get("NORM") if semantic else None
+        what = f"{model.get('META_ARCHITECTURE')}" + (f" ({unetpp.get('CONNECTIVITY')})" if semantic else "")
+        lines.append(f"- trained: {what} on {', '.join(data.get('TRAIN', []))}, evaluated "
+                     f"on {', '.join(data.get('TEST', []))}; {solver.get('OPTIMIZER', 'SGD')} at {solver.get('BASE_LR')}, "
+                     f"batch {solver.get('IMS_PER_BATCH')}, steps {list(solver.get('STEPS', []))}, "
+                     f"max_iter {solver.get('MAX_ITER')}, seed {cfg.get('SEED')}"
+                     + (f", norm {norm or 'none'}" if norm is not None else ""))
+    best = read_best_record(output_dir)
+    if best:
+        lines.append(f"- model_best.pth: {best['metric']} {best['value']:.2f} after "
+                     f"{iterations_done(best['iteration'], _max_iter(output_dir))} iterations")
+    return lines
 
 
 def _value(record, key):
@@ -83,11 +110,14 @@ def render(output_dir, rows, command):
         "",
         *provenance(command),
         f"- run: `{output_dir}`; one row per evaluation (TEST.EVAL_PERIOD), after that many iterations",
+        *settings_lines(output_dir),
         "",
     ]
-    cells = [[iteration] + [f"{values[k]:.{d}f}" if values[k] is not None else "" for k, _, d in COLUMNS]
+    # Only the metrics the run's evaluator gave (a semantic model has no DSB mAP nor AP).
+    columns = [c for c in COLUMNS if any(values[c[0]] is not None for _, values in rows)] or list(COLUMNS[:1])
+    cells = [[iteration] + [f"{values[k]:.{d}f}" if values[k] is not None else "" for k, _, d in columns]
              for iteration, values in rows]
-    lines += table(["iteration"] + [title for _, title, _ in COLUMNS], cells, "r" * (1 + len(COLUMNS)))
+    lines += table(["iteration"] + [title for _, title, _ in columns], cells, "r" * (1 + len(columns)))
     return "\n".join(lines) + "\n"
 
 
