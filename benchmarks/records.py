@@ -25,7 +25,7 @@ only, after two warm-up images); ``command``, ``git_commit``, ``machine``, ``loa
 
 ``semantic_nuclei_<device>/<row>_seed<k>.json`` (``--report``) — one semantic model trained and
 evaluated (``semantic``): ``row``, ``seed``, ``model``, ``config``, ``overrides``, ``parameters``,
-``iterations`` (trained, up to the last val evaluation), ``train_seconds``, ``train_segments``
+``iterations`` (trained: SOLVER.MAX_ITER, or fewer where TEST.PATIENCE stopped it), ``train_seconds``, ``train_segments``
 (as ``train_segments.json``), ``eval_seconds``, ``test_sets``, ``metrics`` (nuclei section, whole
 images), ``windows`` (``metrics`` and ``eval_seconds`` in PATCH_SIZE windows, or null),
 ``val_set``, ``best`` (``model_best.json``: ``metric``, ``value``, ``iteration``; the weights
@@ -103,13 +103,17 @@ def write_costs(runs_dir, costs):
     write_json_atomic(os.path.join(runs_dir, "costs.json"), costs)
 
 
+def train_segments(output_dir):
+    """The run's training segments (train_segments.json), [] before any."""
+    return read_json(os.path.join(output_dir, "train_segments.json"), [])
+
+
 def add_train_segment(output_dir, segment):
     """The run's training segments with ``segment`` added (unless it trained no iteration)."""
-    path = os.path.join(output_dir, "train_segments.json")
-    segments = read_json(path, [])
+    segments = train_segments(output_dir)
     if segment["end_iter"] > segment["start_iter"]:
         segments.append(segment)
-        write_json_atomic(path, segments)
+        write_json_atomic(os.path.join(output_dir, "train_segments.json"), segments)
     return segments
 
 

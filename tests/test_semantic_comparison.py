@@ -117,3 +117,26 @@ def test_the_gpu_table_script_runs_the_table_in_one_command(repo_root, tmp_path)
     report = (out / "semantic_nuclei_gpu.md").read_text()
     assert "| U-Net |" in report and "| UNet++ (deep supervision, ensemble) |" in report
     assert "fg IoU, sliding windows" in report
+
+
+def test_a_run_stopped_early_counts_the_iterations_it_trained_and_is_not_evaluated_again(repo_root, tmp_path):
+    from maskrcnnpp.data import synthetic
+    from test_trainer import SMALL_FILTERS, register
+
+    name = "synthetic_semantic_patience"
+    register(name, synthetic.make_dataset(str(tmp_path / "img"), num_images=3, size=(64, 80)), evaluator_type="nuclei")
+    # A learning rate too small to change the scores: the second evaluation is no better, so a
+    # patience of one ends training there.
+    opts = ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)", "MODEL.UNETPP.FILTERS", str(SMALL_FILTERS),
+            "MODEL.UNETPP.PATCH_SIZE", "48", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "100",
+            "SOLVER.WARMUP_ITERS", "0", "SOLVER.STEPS", "()", "SOLVER.BASE_LR", "1e-12", "SOLVER.CHECKPOINT_PERIOD", "20",
+            "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "20", "TEST.BEST_METRIC", "nuclei/fg_iou",
+            "TEST.PATIENCE", "1"]
+    runs_dir = semantic_comparison.runs_dir_of(str(tmp_path))
+    record = semantic_comparison.run_row("unet", 0, opts, str(tmp_path / "out"), 1, "cmd", runs_dir, test_set=name)
+    assert record["iterations"] == 40 and [i for i, _ in record["val_curve"]] == [20, 40]
+    assert record["best"]["iteration"] == 19 and record["final_losses_median20"]
+    again = semantic_comparison.run_row("unet", 0, opts, str(tmp_path / "out"), 1, "cmd", runs_dir, test_set=name)
+    assert again["iterations"] == 40 and again["val_curve"] == record["val_curve"]
+    assert again["train_segments"] == record["train_segments"] and again["metrics"] == record["metrics"]
+    assert again["final_losses_median20"] == record["final_losses_median20"]

@@ -23,7 +23,8 @@ from maskrcnnpp.engine.setup import load_cfg
 from maskrcnnpp.utils.json_io import atomic_write
 
 from ..measure import REPO, Stopwatch, count_parameters, machine_line, publish
-from ..records import add_train_segment, load_semantic_runs, lock_run, semantic_run_path, write_record
+from ..records import (add_train_segment, load_semantic_runs, lock_run, read_json, semantic_run_path,
+                       train_segments, write_record)
 from ..val_curve import evaluations, iterations_done
 from ..stats import beyond_spread, mean_std, paired
 from ..tables import fmt, table
@@ -72,12 +73,18 @@ def run_row(key, seed, opts, output_root, threads, command, runs_dir, test_set=T
         torch.manual_seed(seed)
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=True)
-        start_iter = trainer.start_iter
-        with Stopwatch(cfg.MODEL.DEVICE) as watch:
-            trainer.train()
-        end_iter = trainer.stopped_early_at or cfg.SOLVER.MAX_ITER
-        segments = add_train_segment(output_dir, {"start_iter": start_iter, "end_iter": end_iter, "wall_s": watch.wall,
-                                                  "cpu_s": watch.cpu, "loadavg_end": os.getloadavg()})
+        start_iter, losses = trainer.start_iter, None
+        # A finished run (or one stopped early) is only scored again: Detectron2 would evaluate it
+        # once more after a training of no iteration.
+        if start_iter < cfg.SOLVER.MAX_ITER:
+            with Stopwatch(cfg.MODEL.DEVICE) as watch:
+                trainer.train()
+            add_train_segment(output_dir, {"start_iter": start_iter, "end_iter": trainer.stopped_early_at or
+                                           cfg.SOLVER.MAX_ITER, "wall_s": watch.wall, "cpu_s": watch.cpu,
+                                           "loadavg_end": os.getloadavg()})
+            losses = {k: trainer.storage.history(k).median(20) for k in ("total_loss", "loss_bce", "loss_dice")
+                      if k in trainer.storage.histories()}
+        segments = train_segments(output_dir)
         best = read_best_record(output_dir) if cfg.TEST.BEST_METRIC else None
         if best:
             load_weights_strictly(trainer.model, scored_weights(output_dir, cfg))
@@ -85,17 +92,17 @@ def run_row(key, seed, opts, output_root, threads, command, runs_dir, test_set=T
         if windows:
             scored["windows"] = score(cfg, trainer.model, test_set, window=cfg.MODEL.UNETPP.PATCH_SIZE)
     curve = [[iterations, values["fg_iou"]] for iterations, values in evaluations(output_dir)] if best else []
+    earlier = read_json(semantic_run_path(runs_dir, key, seed), {})
     record = {
         "row": key, "seed": seed, "model": name, "config": config, "overrides": list(opts),
         "parameters": count_parameters(trainer.model),
-        "iterations": curve[-1][0] if curve else cfg.SOLVER.MAX_ITER,
+        "iterations": max((s["end_iter"] for s in segments), default=cfg.SOLVER.MAX_ITER),
         "train_seconds": sum(s["wall_s"] for s in segments), "train_segments": segments,
         "eval_seconds": scored["whole image"][1], "test_sets": [test_set],
         "metrics": scored["whole image"][0],
         "windows": {"metrics": scored["windows"][0], "eval_seconds": scored["windows"][1]} if windows else None,
         "val_set": list(cfg.DATASETS.TEST) if best else None, "best": best, "val_curve": curve,
-        "final_losses_median20": {k: trainer.storage.history(k).median(20) for k in ("total_loss", "loss_bce", "loss_dice")
-                                  if k in trainer.storage.histories()},
+        "final_losses_median20": losses if losses is not None else earlier.get("final_losses_median20"),
         "threads": threads, "device": cfg.MODEL.DEVICE, "command": command, "settings": settings_of(cfg),
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
     }
