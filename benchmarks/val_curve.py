@@ -91,7 +91,7 @@ def settings_lines(output_dir):
     best = read_best_record(output_dir)
     if best:
         lines.append(f"- model_best.pth: {best['metric']} {best['value']:.2f} after "
-                     f"{iterations_done(best['iteration'], _max_iter(output_dir))} iterations")
+                     f"{iterations_done(best['iteration'], cfg.get('SOLVER', {}).get('MAX_ITER'))} iterations")
     return lines
 
 

@@ -65,16 +65,23 @@ def test_a_single_seed_is_not_judged_against_a_spread(tmp_path):
     assert "beyond the seed spread" not in text
 
 
-def test_a_run_is_scored_with_the_weights_chosen_on_val_and_resumes_without_training_again(repo_root, tmp_path):
+def tiny_row(tmp_path, name, num_images, max_iter, base_lr, *extra):
+    """KEY VALUE overrides for a row trained a few iterations on synthetic nuclei registered as
+    ``name`` (train and val alike), evaluated on them every 20 iterations, best kept by fg IoU."""
     from maskrcnnpp.data import synthetic
     from test_trainer import SMALL_FILTERS, register
 
+    register(name, synthetic.make_dataset(str(tmp_path / "img"), num_images=num_images, size=(64, 80)),
+             evaluator_type="nuclei")
+    return ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)", "MODEL.UNETPP.FILTERS", str(SMALL_FILTERS),
+            "MODEL.UNETPP.PATCH_SIZE", "48", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", str(max_iter),
+            "SOLVER.WARMUP_ITERS", "0", "SOLVER.STEPS", "()", "SOLVER.BASE_LR", base_lr, "SOLVER.CHECKPOINT_PERIOD", "20",
+            "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "20", "TEST.BEST_METRIC", "nuclei/fg_iou", *extra]
+
+
+def test_a_run_is_scored_with_the_weights_chosen_on_val_and_resumes_without_training_again(repo_root, tmp_path):
     name = "synthetic_semantic_row"
-    register(name, synthetic.make_dataset(str(tmp_path / "img"), num_images=4, size=(64, 80)), evaluator_type="nuclei")
-    opts = ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)", "MODEL.UNETPP.FILTERS", str(SMALL_FILTERS),
-            "MODEL.UNETPP.PATCH_SIZE", "48", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "60",
-            "SOLVER.WARMUP_ITERS", "0", "SOLVER.STEPS", "()", "SOLVER.BASE_LR", "0.003", "SOLVER.CHECKPOINT_PERIOD", "20",
-            "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "20", "TEST.BEST_METRIC", "nuclei/fg_iou"]
+    opts = tiny_row(tmp_path, name, 4, 60, "0.003")
     runs_dir = semantic_comparison.runs_dir_of(str(tmp_path))
     record = semantic_comparison.run_row("unet", 0, opts, str(tmp_path / "out"), 1, "cmd", runs_dir,
                                          test_set=name, windows=True)
@@ -120,18 +127,10 @@ def test_the_gpu_table_script_runs_the_table_in_one_command(repo_root, tmp_path)
 
 
 def test_a_run_stopped_early_counts_the_iterations_it_trained_and_is_not_evaluated_again(repo_root, tmp_path):
-    from maskrcnnpp.data import synthetic
-    from test_trainer import SMALL_FILTERS, register
-
     name = "synthetic_semantic_patience"
-    register(name, synthetic.make_dataset(str(tmp_path / "img"), num_images=3, size=(64, 80)), evaluator_type="nuclei")
     # A learning rate too small to change the scores: the second evaluation is no better, so a
     # patience of one ends training there.
-    opts = ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)", "MODEL.UNETPP.FILTERS", str(SMALL_FILTERS),
-            "MODEL.UNETPP.PATCH_SIZE", "48", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "100",
-            "SOLVER.WARMUP_ITERS", "0", "SOLVER.STEPS", "()", "SOLVER.BASE_LR", "1e-12", "SOLVER.CHECKPOINT_PERIOD", "20",
-            "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "20", "TEST.BEST_METRIC", "nuclei/fg_iou",
-            "TEST.PATIENCE", "1"]
+    opts = tiny_row(tmp_path, name, 3, 100, "1e-12", "TEST.PATIENCE", "1")
     runs_dir = semantic_comparison.runs_dir_of(str(tmp_path))
     record = semantic_comparison.run_row("unet", 0, opts, str(tmp_path / "out"), 1, "cmd", runs_dir, test_set=name)
     assert record["iterations"] == 40 and [i for i, _ in record["val_curve"]] == [20, 40]
