@@ -147,8 +147,8 @@ def run(args):
                                  "DATASETS.TEST", str(tuple(datasets)), "OUTPUT_DIR", args.output_dir])
     check_datasets(cfg, ("TEST",))
     if args.timing_only:
-        scored = (info.get("metrics") or {}).get("datasets")
-        scored_by = (info.get("metrics") or {}).get("scored_by")
+        kept = info.get("metrics") or {}
+        scored, scored_by = kept.get("datasets"), kept.get("scored_by")
         if list(scored or ()) != datasets or not scored_by:
             raise UserError(f"--timing-only: {args.model}'s model.json holds no scores on {', '.join(datasets)}; "
                             "run zoo-table without it first")
