@@ -33,7 +33,7 @@ scored) and ``val_curve`` ([iterations, val fg IoU] pairs), or null without TEST
 ``final_losses_median20``, ``threads``, ``device``, ``command``, ``settings``, ``date``.
 ``<row>.json`` without ``seed``: an early run with a random seed.
 
-``unetpp_head_choice/<split>_<mode>_seed<k>.json`` — one trained UNet++ evaluated in one
+``<report>_head_choice/<split>_<mode>_seed<k>.json`` — one trained UNet++ of a semantic report evaluated in one
 inference mode (``head-choice``): ``mode``, ``seed``, ``dataset``, ``weights``,
 ``parameters``, ``eval_seconds``, ``metrics``, ``threads``, ``command``, ``date``.
 

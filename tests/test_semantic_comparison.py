@@ -4,6 +4,7 @@ import json
 import os
 
 from benchmarks.__main__ import main
+from benchmarks.measure import REPO
 from benchmarks.records import semantic_run_path
 from benchmarks.semantic import comparison as semantic_comparison
 
@@ -37,15 +38,49 @@ def test_seeds_run_every_row_once_and_the_table_pairs_them(tmp_path, monkeypatch
     assert calls == [("unet", 0, ("SOLVER.MAX_ITER", "450")), ("unetpp_ds", 0, ("SOLVER.MAX_ITER", "450")),
                      ("unet", 1, ("SOLVER.MAX_ITER", "450")), ("unetpp_ds", 1, ("SOLVER.MAX_ITER", "450"))]
     assert main(argv) == 0 and len(calls) == 4  # finished runs are skipped
-    text = (tmp_path / "semantic_nuclei_cpu.md").read_text()
+    text = (tmp_path / f"{semantic_comparison.REPORT}.md").read_text()
     assert "| U-Net | 7.76M | 0, 1 | 450 | 6.5 ± 0.0 | 0.87 ± 0.00 | 67.00 ± 1.41 |" in text
     assert "| 71.50 ± 2.12 |" in text
     assert ("UNet++ (deep supervision, ensemble) − U-Net, fg IoU paired by seed: +4.50 "
             "(seed 0 +4.00, seed 1 +5.00); beyond the seed spread 2.12") in text
 
 
+def test_each_report_trains_in_its_own_output_folder(tmp_path, monkeypatch):
+    roots = []
+
+    def fake_run_row(key, seed, opts, output_root, threads, command, runs_dir, test_set, windows):
+        roots.append(output_root)
+        os.makedirs(runs_dir, exist_ok=True)
+        with open(semantic_run_path(runs_dir, key, seed), "w") as f:
+            json.dump(fake_record(key, seed, 60.0), f)
+
+    monkeypatch.setattr(semantic_comparison, "run_row", fake_run_row)
+    monkeypatch.setattr(semantic_comparison, "setup_logger", lambda **kw: None)
+    common = ["semantic", "--rows", "unet", "--seeds", "0", "--results-dir", str(tmp_path)]
+    assert main(common) == 0
+    assert main(common + ["--report", "other"]) == 0
+    assert main(common + ["--report", "third", "--output-root", str(tmp_path / "mine")]) == 0
+    assert roots == [os.path.join(REPO, "output", semantic_comparison.REPORT), os.path.join(REPO, "output", "other"),
+                     str(tmp_path / "mine")]
+
+
+def test_the_report_shows_each_run_s_val_curve_and_how_much_its_end_still_moved(tmp_path):
+    runs_dir = tmp_path / semantic_comparison.REPORT
+    runs_dir.mkdir()
+    curves = {"unet": [[500, 70.0], [1000, 75.0], [1500, 76.0], [2000, 76.5]], "unetpp_ds": [[500, 71.0], [1000, 74.0]]}
+    for key, curve in curves.items():
+        record = dict(fake_record(key, 0, 80.0), val_curve=curve,
+                      best={"metric": "nuclei/fg_iou", "value": max(v for _, v in curve), "iteration": curve[-1][0] - 1})
+        (runs_dir / f"{key}_seed0.json").write_text(json.dumps(record))
+    text = semantic_comparison.write_report(str(tmp_path))
+    assert "| model | seed | 500 | 1000 | 1500 | 2000 | last 1000 it. |" in text
+    assert "| U-Net | 0 | 70.00 | 75.00 | 76.00 | 76.50 | +1.50 |" in text
+    assert "| UNet++ (deep supervision, ensemble) | 0 | 71.00 | 74.00 |  |  | – |" in text
+    assert "scored with its best val checkpoint" in text and "shows which models train" not in text
+
+
 def test_runs_of_before_without_a_seed_are_listed_apart(tmp_path):
-    runs_dir = tmp_path / "semantic_nuclei_cpu"
+    runs_dir = tmp_path / semantic_comparison.REPORT
     runs_dir.mkdir()
     old = fake_record("wide_unet", 0, 62.84)
     del old["seed"]
@@ -56,7 +91,7 @@ def test_runs_of_before_without_a_seed_are_listed_apart(tmp_path):
 
 
 def test_a_single_seed_is_not_judged_against_a_spread(tmp_path):
-    runs_dir = tmp_path / "semantic_nuclei_cpu"
+    runs_dir = tmp_path / semantic_comparison.REPORT
     runs_dir.mkdir()
     for key, fg in (("unet", 62.0), ("unetpp_ds", 70.0)):
         (runs_dir / f"{key}_seed0.json").write_text(json.dumps(fake_record(key, 0, fg)))

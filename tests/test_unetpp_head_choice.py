@@ -10,6 +10,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from benchmarks.__main__ import main
 from benchmarks.measure import REPO
 from benchmarks.semantic import head_choice as unetpp_head_choice
+from benchmarks.semantic.comparison import REPORT
 from maskrcnnpp.data import synthetic
 from maskrcnnpp.engine import Trainer
 from maskrcnnpp.engine.setup import load_cfg
@@ -43,7 +44,7 @@ def test_the_best_mean_val_iou_wins_and_a_tie_goes_to_the_cheaper_mode():
 
 
 def write_semantic_runs(results_dir, scores):
-    runs_dir = results_dir / "semantic_nuclei_cpu"
+    runs_dir = results_dir / REPORT
     runs_dir.mkdir()
     for (key, seed), fg in scores.items():
         (runs_dir / f"{key}_seed{seed}.json").write_text(json.dumps(fake_record(key, seed, fg)))
@@ -67,7 +68,7 @@ def run_main(tmp_path, monkeypatch, val_scores, test_scores):
     assert main(argv) == 0
     first = list(calls)
     assert main(argv) == 0 and calls == first  # finished runs are skipped
-    return calls, (tmp_path / "unetpp_head_choice_cpu.md").read_text()
+    return calls, (tmp_path / f"{REPORT}_head_choice.md").read_text()
 
 
 def test_every_mode_is_scored_on_val_and_only_the_chosen_one_on_test(tmp_path, monkeypatch):
@@ -138,6 +139,6 @@ def test_the_weights_evaluated_are_those_the_semantic_job_scored(repo_root, tmp_
     (run / "model_best.json").write_text('{"metric": "nuclei/fg_iou", "value": 70.0, "iteration": 99}')
     config = os.path.join(repo_root, "configs", "nuclei", "unetpp_ds_cpu.yaml")
     for best_metric, chosen in (("", "model_final.pth"), ("nuclei/fg_iou", "model_best.pth")):
-        cfg = load_cfg(config, ["TEST.EVAL_PERIOD", "100", "TEST.BEST_METRIC", best_metric])
+        cfg = load_cfg(config, ["TEST.EVAL_PERIOD", "100", "TEST.BEST_METRIC", best_metric, "TEST.PATIENCE", "0"])
         (run / "config.yaml").write_text(cfg.dump())
         assert unetpp_head_choice.trained_model(str(tmp_path), 0) == (str(run / "config.yaml"), str(run / chosen))

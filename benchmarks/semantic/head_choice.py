@@ -2,10 +2,11 @@
 
 The UNet++ with deep supervision predicts with the mean of its heads ("ensemble") or pruned to
 one level ("L1" .. "L4"). This evaluates every seed's UNet++ that the ``semantic`` job trained
-and kept (<output-root>/unetpp_ds_seed<k>/config.yaml and the weights it scored) on dsb2018_val in every
-mode, chooses the mode with the highest mean val fg IoU (the cheaper one on a tie), and evaluates
-only that mode on dsb2018_test; the ensemble's test figures are the semantic comparison's own
-runs. One record per (split, mode, seed) goes to results/unetpp_head_choice/ (records.py).
+for a report (--report; <output-root>/unetpp_ds_seed<k>/config.yaml and the weights it scored) on
+dsb2018_val in every mode, chooses the mode with the highest mean val fg IoU (the cheaper one on a
+tie), and evaluates only that mode on dsb2018_test; the ensemble's test figures are the semantic
+comparison's own runs. One record per (split, mode, seed) goes to results/<report>_head_choice/
+(records.py), the report to results/<report>_head_choice.md.
 """
 import datetime
 import os
@@ -21,12 +22,20 @@ from maskrcnnpp.errors import UserError
 from ..measure import REPO, count_parameters, machine_line, publish
 from ..records import head_choice_run_path, load_head_choice_runs, load_semantic_runs, write_record
 from ..tables import table
-from .comparison import ROWS, paired_line, runs_dir_of, score_cells, scored_weights
+from .comparison import REPORT, ROWS, output_root_of, paired_line, runs_dir_of, score_cells, scored_weights
 
 FLAGS = ("results-dir", "output-root", "seeds", "threads", "render-only")
-DEFAULTS = {"output_root": os.path.join(REPO, "output", "semantic_comparison"), "seeds": [0, 1, 2]}
+DEFAULTS = {"seeds": [0, 1, 2]}
 ROW = "unetpp_ds"
 SPLITS = {"val": "dsb2018_val", "test": "dsb2018_test"}
+
+
+def add_arguments(parser):
+    parser.add_argument("--report", default=REPORT, help="the semantic report whose UNet++ runs are evaluated")
+
+
+def choice_dir(results_dir, report):
+    return os.path.join(results_dir, f"{report}_head_choice")
 
 
 def modes_of(depth):
@@ -104,15 +113,15 @@ def scored_on(runs_by_mode):
     return f" on `{dataset}` ({runs[0]['metrics'].get('num_images')} images)"
 
 
-def write_report(results_dir, seeds):
-    choice = load_head_choice_runs(os.path.join(results_dir, "unetpp_head_choice"))
-    seeded, _ = load_semantic_runs(runs_dir_of(results_dir))
+def write_report(results_dir, seeds, report=REPORT):
+    choice = load_head_choice_runs(choice_dir(results_dir, report))
+    seeded, _ = load_semantic_runs(runs_dir_of(results_dir, report))
     val = {m: {s: r for s, r in runs.items() if s in seeds} for m, runs in choice.get("val", {}).items()}
     chosen = choose(val, seeds)
     lines = [
         "# Semantic UNet++ (deep supervision): which head to predict with, chosen on val",
         "",
-        "The UNet++ rows of `semantic_nuclei_cpu.md` (one model per seed, trained once) predict with "
+        f"The UNet++ rows of `{report}.md` (one model per seed, trained once) predict with "
         "the mean of their four heads (`ensemble`) or pruned to one level (`L1` .. `L4`: "
         "`MODEL.UNETPP.INFERENCE`). Each mode is scored on the val split; the mode with the "
         "highest mean val fg IoU is then scored on the test split beside the comparison's other "
@@ -144,30 +153,30 @@ def write_report(results_dir, seeds):
         "Evaluation only: no model is retrained. Eval s/image is each run's wall time as it happened, "
         "on a 2-core machine that may have run other jobs beside it: indicative only "
         "(`unetpp_pruning_cpu.md` times the levels side by side). "
-        "Per-run JSON: `benchmarks/results/unetpp_head_choice/*.json`.",
+        f"Per-run JSON: `benchmarks/results/{report}_head_choice/*.json`.",
         "",
         *sorted({f"- command: `{r['command']}`" for r in everything}),
         machine_line(),
         "",
     ]
-    return publish("\n".join(lines), os.path.join(results_dir, "unetpp_head_choice_cpu.md"))
+    return publish("\n".join(lines), choice_dir(results_dir, report) + ".md")
 
 
 def run(args):
-    runs_dir = os.path.join(args.results_dir, "unetpp_head_choice")
+    runs_dir, output_root = choice_dir(args.results_dir, args.report), output_root_of(args)
     if not args.render_only:
         setup_logger(name="detectron2")
         setup_logger(name="maskrcnnpp")
-        depth = load_cfg(trained_model(args.output_root, args.seeds[0])[0]).MODEL.UNETPP.DEPTH
+        depth = load_cfg(trained_model(output_root, args.seeds[0])[0]).MODEL.UNETPP.DEPTH
         for seed in args.seeds:
             for mode in modes_of(depth):
                 path = head_choice_run_path(runs_dir, "val", mode, seed)
                 if not os.path.isfile(path):
-                    evaluate(seed, mode, SPLITS["val"], args.output_root, args.threads, args.command, path)
+                    evaluate(seed, mode, SPLITS["val"], output_root, args.threads, args.command, path)
         chosen = choose(load_head_choice_runs(runs_dir)["val"], args.seeds)
         for seed in args.seeds if chosen != "ensemble" else []:
             path = head_choice_run_path(runs_dir, "test", chosen, seed)
             if not os.path.isfile(path):
-                evaluate(seed, chosen, SPLITS["test"], args.output_root, args.threads, args.command, path)
-    write_report(args.results_dir, args.seeds)
+                evaluate(seed, chosen, SPLITS["test"], output_root, args.threads, args.command, path)
+    write_report(args.results_dir, args.seeds, args.report)
     return 0
