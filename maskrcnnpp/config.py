@@ -166,6 +166,10 @@ def _add_scale_config(cfg):
     # where it is whole.
     cfg.TEST.TILE_SIZE = 512
     cfg.TEST.TILE_OVERLAP = 80
+    # RPN proposals a working-scale tile keeps after NMS: this many per nucleus-sized square
+    # (NUCLEUS_DIAMETER^2 pixels) of it, at most MODEL.RPN.POST_NMS_TOPK_TEST. DSB2018's
+    # densest images hold 0.6 nuclei per such square. 0.0: always POST_NMS_TOPK_TEST.
+    cfg.TEST.PROPOSALS_PER_NUCLEUS = 0.0
     # With TEST.EVAL_PERIOD > 0: the evaluation result that chooses model_best.pth, as the
     # EvalHook stores it (e.g. "nuclei/fg_iou", "segm/AP"; higher is better). "": none kept.
     cfg.TEST.BEST_METRIC = ""
@@ -194,6 +198,9 @@ def check_scale_config(cfg):
         raise ConfigError(
             f"TEST.DIAMETER_ESTIMATE must be one of {', '.join(DIAMETER_ESTIMATES)}, not {cfg.TEST.DIAMETER_ESTIMATE!r}"
         )
+    if not is_finite_number(cfg.TEST.PROPOSALS_PER_NUCLEUS) or cfg.TEST.PROPOSALS_PER_NUCLEUS < 0:
+        raise ConfigError("TEST.PROPOSALS_PER_NUCLEUS must be a number >= 0 (0.0: always "
+                          f"MODEL.RPN.POST_NMS_TOPK_TEST), not {cfg.TEST.PROPOSALS_PER_NUCLEUS!r}")
     if not is_finite_number(cfg.TEST.SIZE_HEAD_CHECK) or cfg.TEST.SIZE_HEAD_CHECK < 0:
         raise ConfigError(f"TEST.SIZE_HEAD_CHECK must be a fraction >= 0 (0.0: no check), not {cfg.TEST.SIZE_HEAD_CHECK!r}")
     view_range = tuple(cfg.MODEL.SIZE_HEAD.VIEW_RANGE)

@@ -2,6 +2,7 @@
 
 A stub model (stub_disk_model.py) stands in for Mask R-CNN.
 """
+import math
 import os
 
 import numpy as np
@@ -224,3 +225,31 @@ def test_rle_from_the_crop_equals_the_full_size_encoding():
         rle = CroppedMask.from_full(full).to_rle(shape)
         assert rle["counts"] == expected["counts"].decode("ascii") and rle["size"] == list(shape)
         np.testing.assert_array_equal(mask_util.decode(rle).astype(bool), full)
+
+
+class ProposalCountingModel(StubDiskModel):
+    """The stub with an RPN's post-NMS proposal counts, recording each pass' input size and test count."""
+
+    def __init__(self):
+        super().__init__()
+        self.proposal_generator = type("RPN", (), {"post_nms_topk": {True: 2000, False: 1000}})()
+        self.passes = []
+
+    def inference(self, inputs, do_postprocess=False):
+        self.passes.append((inputs[0]["image"].shape[1:], self.proposal_generator.post_nms_topk[False]))
+        return super().inference(inputs, do_postprocess)
+
+
+def test_proposals_are_sized_to_each_tile_and_restored_after_it():
+    image, masks = disks_image((300, 300), 34.0, 12)
+    model = ProposalCountingModel()
+    p = predictor(model, TEST__PROPOSALS_PER_NUCLEUS=2.0, TEST__TILE_SIZE=128, TEST__TILE_OVERLAP=32)
+    assert p.proposals_for(128, 128) == math.ceil(2.0 * 128 * 128 / 17.0**2) == 114
+    assert p.proposals_for(10_000, 10_000) == 1000  # at most MODEL.RPN.POST_NMS_TOPK_TEST
+    assert len(p(image, diameter=34.0).detections) == len(masks)
+    assert len(model.passes) > 1  # in tiles, each with the count of its own area
+    assert all(count == math.ceil(2.0 * h * w / 17.0**2) < 1000 for (h, w), count in model.passes)
+    assert model.proposal_generator.post_nms_topk == {True: 2000, False: 1000}
+    unsized = ProposalCountingModel()
+    predictor(unsized, TEST__TILE_SIZE=128, TEST__TILE_OVERLAP=32)(image, diameter=34.0)
+    assert {count for _, count in unsized.passes} == {1000}

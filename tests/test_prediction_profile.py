@@ -8,6 +8,7 @@ from detectron2.modeling import build_model
 from PIL import Image
 
 from benchmarks.costs import prediction_profile
+from maskrcnnpp.data import synthetic
 from maskrcnnpp.data.synthetic import make_image
 from maskrcnnpp.engine.setup import load_cfg
 from maskrcnnpp.errors import UserError
@@ -39,7 +40,7 @@ def test_parts_are_exclusive_and_add_up_to_each_models_total(repo_root, tmp_path
     models = {"a": random_predictor(repo_root), "b": random_predictor(repo_root)}
     results = prediction_profile.profile(models, paths, parse_formats("labels,qupath"), warmup=0)
     for name, (clock, totals) in results.items():
-        assert len(totals) == 2 and all(nuclei > 0 for _, _, nuclei in totals)
+        assert len(totals) == 2 and all(nuclei > 0 and scored is None for _, _, nuclei, scored in totals)
         parts = set(clock.totals)
         assert {"read", "mask pasting", "write labels", "write QuPath", prediction_profile.OTHER,
                 "backbone + neck, final pass", "RPN, final pass", "box head, final pass",
@@ -73,3 +74,23 @@ def test_each_model_takes_overrides_of_its_own_and_a_malformed_one_is_named():
         prediction_profile.parse_models([["b", "cfg.yaml", "w.pth", "KEY"]])
     with pytest.raises(UserError, match="share a NAME"):
         prediction_profile.parse_models([["a", "x", "y"], ["a", "z", "w"]])
+
+
+def test_label_images_are_scored_against_the_annotations_outside_the_timing(repo_root, tmp_path):
+    truth = np.zeros((20, 30), np.int32)
+    truth[2:8, 3:9], truth[10:16, 12:20] = 1, 2
+    assert prediction_profile.scores(truth, truth) == (100.0, 1.0)
+    half = truth.copy()
+    half[half == 2] = 0  # one of the two nuclei found, exactly
+    fg_iou, dsb = prediction_profile.scores(half, truth)
+    assert fg_iou == pytest.approx(100 * 36 / (36 + 48)) and dsb == pytest.approx(0.5)
+
+    records = synthetic.make_dataset(str(tmp_path / "img"), num_images=2, size=(96, 128))
+    assert prediction_profile.ground_truth_labels(records[0]).max() == len(records[0]["annotations"])
+    models = {"a": random_predictor(repo_root)}
+    results = prediction_profile.profile(models, [r["file_name"] for r in records], parse_formats("labels"),
+                                         warmup=0, records=records)
+    per_image = [scored for *_, scored in results["a"][1]]
+    assert len(per_image) == 2 and all(0 <= f <= 100 and 0 <= d <= 1 for f, d in per_image)
+    text = prediction_profile.render(results, "2 synthetic images", "cmd")
+    assert f"| fg IoU (%) / DSB mAP, mean over images | {np.mean([f for f, _ in per_image]):.2f} |" in text

@@ -59,11 +59,14 @@ def test_bad_input_values_name_their_key(key, value):
         check_scale_config(cfg)
 
 
-@pytest.mark.parametrize("value", [-0.1, float("nan")])
-def test_a_negative_or_nan_size_head_check_names_its_key(value):
+@pytest.mark.parametrize("key,value,message", [
+    ("SIZE_HEAD_CHECK", -0.1, "a fraction >= 0"), ("SIZE_HEAD_CHECK", float("nan"), "a fraction >= 0"),
+    ("PROPOSALS_PER_NUCLEUS", -1.0, "a number >= 0"), ("PROPOSALS_PER_NUCLEUS", float("inf"), "a number >= 0"),
+])
+def test_a_negative_or_non_finite_test_number_names_its_key(key, value, message):
     cfg = scale_cfg()
-    cfg.TEST.SIZE_HEAD_CHECK = value
-    with pytest.raises(ConfigError, match=r"TEST\.SIZE_HEAD_CHECK must be a fraction >= 0"):
+    cfg.TEST[key] = value
+    with pytest.raises(ConfigError, match=rf"TEST\.{key} must be {message}"):
         check_scale_config(cfg)
 
 

@@ -4,7 +4,9 @@ Each image of the dataset is predicted as ``tools/predict.py`` predicts it (the 
 ``predict_image``), the models taking turns image by image so that load falls on all alike. Every
 part's time is exclusive (a part's children are not counted in it), so the parts add up to the
 total; the network's parts are split by phase, the passes of the diameter estimate and the final
-pass at the working scale. Writes results/prediction_profile_<label>.md.
+pass at the working scale. With --score, each label image written is also scored against the
+dataset's annotations (fg IoU, DSB mAP, outside the timing): a setting's cost beside its accuracy.
+Writes results/prediction_profile_<label>.md.
 """
 import contextlib
 import os
@@ -12,13 +14,16 @@ import tempfile
 import time
 from collections import defaultdict
 
+import numpy as np
 from detectron2.data import DatasetCatalog
 
 import maskrcnnpp.predict.cli as predict_cli
 import maskrcnnpp.predict.predictor as predictor_module
+from maskrcnnpp.data.segmentation import LazyMasks, decode_segmentation
 from maskrcnnpp.engine.setup import load_cfg
 from maskrcnnpp.errors import UserError
-from maskrcnnpp.predict import NucleiPredictor, parse_formats, prepare_output_dir
+from maskrcnnpp.evaluation.nuclei_metrics import dsb_average_precision, foreground_iou_dice, masks_to_label_image
+from maskrcnnpp.predict import NucleiPredictor, parse_formats, prepare_output_dir, read_label_image
 
 from ..measure import provenance, publish
 from ..tables import row_line, table
@@ -35,6 +40,8 @@ def add_arguments(parser):
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (0: all)")
     parser.add_argument("--formats", default="labels", help="outputs written, as predict's --formats")
     parser.add_argument("--label", required=True, help="names the report: prediction_profile_<label>.md")
+    parser.add_argument("--score", action="store_true",
+                        help="also score each model's label images against the dataset's annotations")
 
 
 # (part, how it is reached): module attributes wrapped, in maskrcnnpp.predict.cli / .predictor
@@ -128,16 +135,31 @@ def instrumented(clock, model):
 
 
 def profile_image(predictor, path, layout, clock, image_id=1):
-    """Predict one image as tools/predict.py does; returns its total wall and CPU seconds."""
+    """Predict one image as tools/predict.py does; returns its total wall and CPU seconds, the
+    nuclei found and the label image written (None without the labels format)."""
     with instrumented(clock, predictor.model):
         wall0, cpu0 = time.perf_counter(), time.process_time()
         with clock.part(OTHER):
             result = predict_cli.predict_image(predictor, path, "profiled", image_id, layout, None)
-        return time.perf_counter() - wall0, time.process_time() - cpu0, result.num_nuclei
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return wall, cpu, result.num_nuclei, result.label_path
 
 
-def profile(models, paths, formats, warmup=1):
-    """{model name: (PartClock, [total (wall, CPU, nuclei) per image])}, the models in turn per image."""
+def ground_truth_labels(record):
+    """The label image of a dataset record's annotated nuclei."""
+    height, width = record["height"], record["width"]
+    masks = LazyMasks(record.get("annotations", []), lambda a: decode_segmentation(a["segmentation"], height, width))
+    return masks_to_label_image(masks, (height, width))
+
+
+def scores(labels, truth):
+    """(fg IoU in percent, DSB mAP) of one predicted label image against the annotated one."""
+    return 100.0 * foreground_iou_dice(labels > 0, truth > 0)[0], dsb_average_precision(truth, labels)[0]
+
+
+def profile(models, paths, formats, warmup=1, records=None):
+    """{model name: (PartClock, [(wall, CPU, nuclei, scores or None) per image])}, the models in
+    turn per image. ``records``: the images' dataset records, to score the label images against."""
     clocks = {name: PartClock() for name in models}
     totals = {name: [] for name in models}
     with tempfile.TemporaryDirectory() as folder:
@@ -145,9 +167,12 @@ def profile(models, paths, formats, warmup=1):
         for name, predictor in models.items():
             for path in paths[:warmup]:
                 profile_image(predictor, path, layout, PartClock())
-        for path in paths:
+        for k, path in enumerate(paths):
+            truth = ground_truth_labels(records[k]) if records else None
             for name, predictor in models.items():
-                totals[name].append(profile_image(predictor, path, layout, clocks[name]))
+                wall, cpu, nuclei, label_path = profile_image(predictor, path, layout, clocks[name])
+                scored = scores(read_label_image(label_path), truth) if truth is not None else None
+                totals[name].append((wall, cpu, nuclei, scored))
     return {name: (clocks[name], totals[name]) for name in models}
 
 
@@ -169,6 +194,11 @@ def render(results, images, command):
         t = results[n][1]
         total += [f"**{1000 * sum(x[0] for x in t) / len(t):.1f}**", f"**{1000 * sum(x[1] for x in t) / len(t):.1f}**",
                   f"{sum(x[2] for x in t) / len(t):.0f} nuclei"]
+    scored = []
+    if all(x[3] is not None for n in names for x in results[n][1]):
+        scored = [row_line(["fg IoU (%) / DSB mAP, mean over images"] + [
+            cell for n in names for cell in (f"{np.mean([x[3][0] for x in results[n][1]]):.2f}",
+                                             f"{np.mean([x[3][1] for x in results[n][1]]):.3f}", "")])]
     head = ["part"] + [f"{n} {column}" for n in names for column in ("wall ms", "CPU ms", "CPU %")]
     lines = [
         "# Prediction profile: where one image's time goes",
@@ -177,7 +207,7 @@ def render(results, images, command):
         f"- images: {images}; each model predicts each image as `tools/predict.py` does, the models in turn",
         "- times: milliseconds per image, exclusive (a part's children are not in it), so the parts add up",
         "",
-    ] + table(head, rows, "l" + "r" * 3 * len(names)) + [row_line(total)]
+    ] + table(head, rows, "l" + "r" * 3 * len(names)) + [row_line(total)] + scored
     return "\n".join(lines) + "\n"
 
 
@@ -198,9 +228,12 @@ def run(args):
     for name, config, weights, overrides in parse_models(args.model):
         opts = ["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu"] + list(overrides)
         models[name] = NucleiPredictor(load_cfg(config, opts), config)
-    paths = [r["file_name"] for r in DatasetCatalog.get(args.dataset)]
-    paths = paths[: args.limit] if args.limit else paths
-    results = profile(models, paths, parse_formats(args.formats))
-    text = render(results, f"{len(paths)} of {args.dataset}, outputs: {args.formats}", args.command)
+    records = DatasetCatalog.get(args.dataset)
+    records = records[: args.limit] if args.limit else records
+    formats = parse_formats(args.formats)
+    if args.score and "labels" not in formats:
+        raise UserError(f"--score scores the label images: --formats {args.formats} must include labels")
+    results = profile(models, [r["file_name"] for r in records], formats, records=records if args.score else None)
+    text = render(results, f"{len(records)} of {args.dataset}, outputs: {args.formats}", args.command)
     publish(text, os.path.join(args.results_dir, f"prediction_profile_{args.label}.md"))
     return 0

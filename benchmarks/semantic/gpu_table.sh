@@ -7,7 +7,8 @@
 #   benchmarks/semantic/gpu_table.sh "$OUT"
 # usage: gpu_table.sh OUT [KEY VALUE overrides for every run]
 # DEVICE (default cuda), SEEDS (default "0 1 2") and TEST_SET (default dsb2018_test) change what
-# runs: the tests use a tiny schedule on the CPU.
+# runs: the tests use a tiny schedule on the CPU. Four loader workers per seed: patches are cut on
+# the CPU, and three seeds share the machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:?usage: gpu_table.sh OUT [KEY VALUE overrides]}
@@ -29,7 +30,8 @@ report=semantic_nuclei_gpu
 pids=()
 for seed in ${SEEDS:-0 1 2}; do
   "$PY" -m benchmarks semantic --report "$report" --seeds "$seed" --results-dir "$out" --output-root "$root" \
-    --test-set "${TEST_SET:-dsb2018_test}" --windows MODEL.DEVICE "${DEVICE:-cuda}" "$@" > "$out/seed$seed.log" 2>&1 &
+    --test-set "${TEST_SET:-dsb2018_test}" --windows MODEL.DEVICE "${DEVICE:-cuda}" DATALOADER.NUM_WORKERS 4 "$@" \
+    > "$out/seed$seed.log" 2>&1 &
   pids+=($!)
 done
 failed=0

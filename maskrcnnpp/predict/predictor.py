@@ -13,6 +13,7 @@ pasted at the original resolution from the model's mask probabilities. The
 diameter is the caller's, or estimated from the image (estimate.py): by the size head
 when the weights carry one (size_reading.py), else by a search.
 """
+import contextlib
 import math
 import sys
 import time
@@ -223,6 +224,7 @@ class NucleiPredictor:
         self.tile_size, self.tile_overlap = int(self.cfg.TEST.TILE_SIZE), int(self.cfg.TEST.TILE_OVERLAP)
         self.estimate_size = int(self.cfg.TEST.DIAMETER_ESTIMATE_SIZE)
         self.size_head_check = float(self.cfg.TEST.SIZE_HEAD_CHECK)
+        self.proposals_per_nucleus = float(self.cfg.TEST.PROPOSALS_PER_NUCLEUS)
         self.progress = False  # progress bar over the tiles of large images
 
     @torch.inference_mode()
@@ -317,8 +319,30 @@ class NucleiPredictor:
         height, width = tile_image.shape[:2]
         tensor = torch.as_tensor(np.ascontiguousarray(tile_image.astype("float32").transpose(2, 0, 1)))
         inputs = [{"image": tensor, "height": height, "width": width}]
-        raw = self.model.inference(inputs, do_postprocess=False)[0]
+        with self._proposals_sized_to(height, width):
+            raw = self.model.inference(inputs, do_postprocess=False)[0]
         return detections_from_raw_instances(raw, (height, width), self.score_threshold, keep_probabilities=True)
+
+    def proposals_for(self, height, width):
+        """RPN proposals kept for a working-scale tile of ``height`` x ``width`` pixels."""
+        most = int(self.cfg.MODEL.RPN.POST_NMS_TOPK_TEST)
+        if self.proposals_per_nucleus <= 0:
+            return most
+        squares = height * width / self.target_diameter**2
+        return max(1, min(most, math.ceil(self.proposals_per_nucleus * squares)))
+
+    @contextlib.contextmanager
+    def _proposals_sized_to(self, height, width):
+        rpn = getattr(self.model, "proposal_generator", None)
+        if rpn is None or self.proposals_per_nucleus <= 0:
+            yield
+            return
+        kept = rpn.post_nms_topk[False]
+        rpn.post_nms_topk[False] = self.proposals_for(height, width)
+        try:
+            yield
+        finally:
+            rpn.post_nms_topk[False] = kept
 
 
 def check_diameter(diameter, shape, name="the image", option="diameter"):
