@@ -7,12 +7,14 @@ import torch
 from detectron2.modeling import build_model
 from PIL import Image
 
+from benchmarks.__main__ import main
 from benchmarks.costs import prediction_profile
 from maskrcnnpp.data import synthetic
 from maskrcnnpp.data.synthetic import make_image
 from maskrcnnpp.engine.setup import load_cfg
 from maskrcnnpp.errors import UserError
 from maskrcnnpp.predict import NucleiPredictor, parse_formats
+from test_trainer import register
 
 CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
 
@@ -94,3 +96,22 @@ def test_label_images_are_scored_against_the_annotations_outside_the_timing(repo
     assert len(per_image) == 2 and all(0 <= f <= 100 and 0 <= d <= 1 for f, d in per_image)
     text = prediction_profile.render(results, "2 synthetic images", "cmd")
     assert f"| fg IoU (%) / DSB mAP, mean over images | {np.mean([f for f, _ in per_image]):.2f} |" in text
+
+
+def test_the_job_profiles_and_scores_a_registered_dataset_from_the_command_line(repo_root, tmp_path, capsys):
+    records = synthetic.make_dataset(str(tmp_path / "img"), num_images=2, size=(96, 128))
+    register("synthetic_profile_scored", records)
+    weights = tmp_path / "random.pth"
+    torch.save({"model": random_predictor(repo_root).model.state_dict()}, weights)
+    model = ["--model", "a", os.path.join(repo_root, CONFIG), str(weights),
+             "TEST.NUCLEI.SCORE_THRESHOLD", "0.0", "TEST.DETECTIONS_PER_IMAGE", "20"]
+    common = ["prediction-profile", "--dataset", "synthetic_profile_scored", "--score", "--label", "t",
+              "--results-dir", str(tmp_path)] + model
+    assert main(common) == 0
+    text = (tmp_path / "prediction_profile_t.md").read_text()
+    assert "- images: 2 of synthetic_profile_scored, outputs: labels" in text
+    assert "| fg IoU (%) / DSB mAP, mean over images |" in text
+    with pytest.raises(SystemExit) as stopped:
+        main(common + ["--formats", "overlay"])
+    assert stopped.value.code == 2
+    assert "--score scores the label images: --formats overlay must include labels" in capsys.readouterr().err
