@@ -73,9 +73,9 @@ def test_the_report_shows_each_run_s_val_curve_and_how_much_its_end_still_moved(
                       best={"metric": "nuclei/fg_iou", "value": max(v for _, v in curve), "iteration": curve[-1][0] - 1})
         (runs_dir / f"{key}_seed0.json").write_text(json.dumps(record))
     text = semantic_comparison.write_report(str(tmp_path))
-    assert "| model | seed | 500 | 1000 | 1500 | 2000 | last 1000 it. |" in text
-    assert "| U-Net | 0 | 70.00 | 75.00 | 76.00 | 76.50 | +1.50 |" in text
-    assert "| UNet++ (deep supervision, ensemble) | 0 | 71.00 | 74.00 |  |  | – |" in text
+    assert "| model | seed | 500 | 1000 | 1500 | 2000 | last change |" in text
+    assert "| U-Net | 0 | 70.00 | 75.00 | 76.00 | 76.50 | +0.50 |" in text
+    assert "| UNet++ (deep supervision, ensemble) | 0 | 71.00 | 74.00 |  |  | +3.00 |" in text
     assert "scored with its best val checkpoint" in text and "shows which models train" not in text
 
 

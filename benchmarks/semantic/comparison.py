@@ -217,7 +217,7 @@ def paired_line(a, b, name_a, name_b):
 
 def curve_table(seeded):
     """Each run's val fg IoU at every evaluation, one row per model and seed, and how much its last
-    1000 iterations changed it: [] when no run kept a curve."""
+    evaluation changed it: [] when no run kept a curve."""
     runs = [(ROWS[k][0], s, dict(seeded[k][s].get("val_curve") or [])) for k in ROWS for s in sorted(seeded.get(k, {}))]
     runs = [run for run in runs if run[2]]
     if not runs:
@@ -225,12 +225,12 @@ def curve_table(seeded):
     points = sorted({i for _, _, curve in runs for i in curve})
     rows = []
     for model, seed, curve in runs:
-        last = max(curve)
-        change = f"{curve[last] - curve[last - 1000]:+.2f}" if last - 1000 in curve else "–"
+        done = sorted(curve)
+        change = f"{curve[done[-1]] - curve[done[-2]]:+.2f}" if len(done) > 1 else "–"
         rows.append([model, seed] + [f"{curve[i]:.2f}" if i in curve else "" for i in points] + [change])
-    head = ["model", "seed"] + [str(i) for i in points] + ["last 1000 it."]
+    head = ["model", "seed"] + [str(i) for i in points] + ["last change"]
     return ["Val fg IoU during training, after that many iterations (the run's DATASETS.TEST), and "
-            "its change over the last 1000 iterations:", ""] + table(head, rows, "ll" + "r" * (len(head) - 2))
+            "its change at the last evaluation:", ""] + table(head, rows, "ll" + "r" * (len(head) - 2))
 
 
 def write_report(results_dir, report=REPORT):
@@ -252,7 +252,7 @@ def write_report(results_dir, report=REPORT):
         for key, base in (("unetpp_ds", "unet"), ("wide_unet", "unet"), ("unetpp_ds", "wide_unet")):
             lines += paired_line(seeded.get(key, {}), seeded.get(base, {}), ROWS[key][0], ROWS[base][0])
         curves = curve_table(seeded)
-        lines += [""] + curves if curves else []
+        lines += ([""] if lines[-1] else []) + curves if curves else []
     else:
         lines += ["No seeded runs yet (`--seeds 0 1 2`)."]
     if single:
