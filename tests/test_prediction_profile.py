@@ -88,7 +88,7 @@ def test_label_images_are_scored_against_the_annotations_outside_the_timing(repo
     assert fg_iou == pytest.approx(100 * 36 / (36 + 48)) and dsb == pytest.approx(0.5)
 
     records = synthetic.make_dataset(str(tmp_path / "img"), num_images=2, size=(96, 128))
-    assert prediction_profile.ground_truth_labels(records[0]).max() == len(records[0]["annotations"])
+    assert prediction_profile.annotated_label_image(records[0]).max() == len(records[0]["annotations"])
     models = {"a": random_predictor(repo_root)}
     results = prediction_profile.profile(models, [r["file_name"] for r in records], parse_formats("labels"),
                                          warmup=0, records=records)

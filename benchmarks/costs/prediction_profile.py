@@ -19,10 +19,10 @@ from detectron2.data import DatasetCatalog
 
 import maskrcnnpp.predict.cli as predict_cli
 import maskrcnnpp.predict.predictor as predictor_module
-from maskrcnnpp.data.segmentation import LazyMasks, decode_segmentation
 from maskrcnnpp.engine.setup import load_cfg
 from maskrcnnpp.errors import UserError
-from maskrcnnpp.evaluation.nuclei_metrics import dsb_average_precision, foreground_iou_dice, masks_to_label_image
+from maskrcnnpp.evaluation.nuclei_evaluator import annotated_label_image
+from maskrcnnpp.evaluation.nuclei_metrics import dsb_average_precision, foreground_iou_dice
 from maskrcnnpp.predict import NucleiPredictor, parse_formats, prepare_output_dir, read_label_image
 
 from ..measure import provenance, publish
@@ -145,13 +145,6 @@ def profile_image(predictor, path, layout, clock, image_id=1):
     return wall, cpu, result.num_nuclei, result.label_path
 
 
-def ground_truth_labels(record):
-    """The label image of a dataset record's annotated nuclei."""
-    height, width = record["height"], record["width"]
-    masks = LazyMasks(record.get("annotations", []), lambda a: decode_segmentation(a["segmentation"], height, width))
-    return masks_to_label_image(masks, (height, width))
-
-
 def scores(labels, truth):
     """(fg IoU in percent, DSB mAP) of one predicted label image against the annotated one."""
     return 100.0 * foreground_iou_dice(labels > 0, truth > 0)[0], dsb_average_precision(truth, labels)[0]
@@ -168,7 +161,7 @@ def profile(models, paths, formats, warmup=1, records=None):
             for path in paths[:warmup]:
                 profile_image(predictor, path, layout, PartClock())
         for k, path in enumerate(paths):
-            truth = ground_truth_labels(records[k]) if records else None
+            truth = annotated_label_image(records[k]) if records else None
             for name, predictor in models.items():
                 wall, cpu, nuclei, label_path = profile_image(predictor, path, layout, clocks[name])
                 scored = scores(read_label_image(label_path), truth) if truth is not None else None

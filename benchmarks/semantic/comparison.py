@@ -101,7 +101,6 @@ def run_row(key, seed, opts, output_root, threads, command, runs_dir, test_set=T
         if windows:
             scored["windows"] = score(cfg, trainer.model, test_set, window=cfg.MODEL.UNETPP.PATCH_SIZE)
     curve = [[iterations, values["fg_iou"]] for iterations, values in evaluations(output_dir)] if best else []
-    earlier = read_json(semantic_run_path(runs_dir, key, seed), {})
     record = {
         "row": key, "seed": seed, "model": name, "config": config, "overrides": list(opts),
         "parameters": count_parameters(trainer.model),
@@ -111,7 +110,8 @@ def run_row(key, seed, opts, output_root, threads, command, runs_dir, test_set=T
         "metrics": scored["whole image"][0],
         "windows": {"metrics": scored["windows"][0], "eval_seconds": scored["windows"][1]} if windows else None,
         "val_set": list(cfg.DATASETS.TEST) if best else None, "best": best, "val_curve": curve,
-        "final_losses_median20": losses if losses is not None else earlier.get("final_losses_median20"),
+        "final_losses_median20": losses if losses is not None else
+        read_json(semantic_run_path(runs_dir, key, seed), {}).get("final_losses_median20"),
         "threads": threads, "device": cfg.MODEL.DEVICE, "command": command, "settings": settings_of(cfg),
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
     }

@@ -36,12 +36,20 @@ from .nuclei_metrics import (  # noqa: E402
     resolve_overlaps,
 )
 
-__all__ = ["NucleiEvaluator", "decode_segmentation", "ground_truth_as_instances"]
+__all__ = ["NucleiEvaluator", "annotated_label_image", "decode_segmentation", "ground_truth_as_instances"]
 
 # Fields of a dataset record copied into the per-image results, for analysis
 # by image size or imaging modality.
 _RECORD_FIELDS = ("file_name", "height", "width", "modality")
 SEM_SEG_THRESHOLD = 0.5
+
+
+def annotated_label_image(record):
+    """The label image of a dataset record's annotated nuclei (the first annotation wins a
+    shared pixel). One annotation is decoded at a time: a dense image never holds N full masks."""
+    height, width = record["height"], record["width"]
+    masks = LazyMasks(record.get("annotations", []), lambda a: decode_segmentation(a["segmentation"], height, width))
+    return masks_to_label_image(masks, (height, width))
 
 
 def ground_truth_as_instances(record):
@@ -151,11 +159,7 @@ class NucleiEvaluator(DatasetEvaluator):
 
     def _ground_truth(self, image_id):
         record = self._gt_records[image_id]
-        height, width = record["height"], record["width"]
-        annotations = record.get("annotations", [])
-        # One annotation decoded at a time: a dense image never holds N full masks.
-        masks = LazyMasks(annotations, lambda a: decode_segmentation(a["segmentation"], height, width))
-        labels = masks_to_label_image(masks, (height, width))
+        labels = annotated_label_image(record)
         base = {"image_id": image_id}
         base.update({k: record[k] for k in _RECORD_FIELDS if k in record})
         return labels, base
