@@ -1,3 +1,4 @@
+from .mask_head import MaskRCNNMatmulUpsampleHead, upsample_and_predict
 from .nested_decoder import CONNECTIVITIES, FUSES, NestedDecoder, build_nested_decoder
 from .nested_fpn import NestedFPN, build_resnet_nested_fpn_backbone
 from .plain_encoder import PlainEncoder, build_plain_encoder
@@ -7,6 +8,7 @@ from .unetpp import SemanticUNetPlusPlus
 __all__ = [
     "CONNECTIVITIES",
     "FUSES",
+    "MaskRCNNMatmulUpsampleHead",
     "NestedDecoder",
     "NestedFPN",
     "PlainEncoder",
@@ -16,4 +18,5 @@ __all__ = [
     "build_plain_encoder",
     "build_resnet_encoder",
     "build_resnet_nested_fpn_backbone",
+    "upsample_and_predict",
 ]
