@@ -46,6 +46,9 @@ NESTED_GN32 = (("nested", GN32),)
 IMAGE_SIZE = ("INPUT.SCALE_POLICY", "image_size")
 SCALE_SCREEN = ("scale-policy screen on val (run with --model fpn: the policy is the model's input, "
                 "not its neck); the winner is the nuclei configs' policy")
+# val-long's schedule: 2400 iterations, learning rate x0.1 at 1800 and 2200.
+LONG = ("SOLVER.MAX_ITER", "2400", "SOLVER.STEPS", "(1800, 2200)", "SOLVER.CHECKPOINT_PERIOD", "400")
+LIGHT_HEADS = ("MODEL.ROI_MASK_HEAD.NUM_CONV", "2", "MODEL.ROI_BOX_HEAD.FC_DIM", "256")
 NECK_SCREEN = ("neck ablation on val (run with --model nested; FPN is val-diameter-17's): which nested "
                "FPN the nuclei configs ship")
 
@@ -160,13 +163,17 @@ PROFILES = {
         "instead of 32 (64/64/128/128)",
         why="; the cheapest variant that widens p2, the level every nucleus' RoI features are pooled from"),
     "val-long": Profile(
-        seeds=(0,),
-        opts=VAL + ("SOLVER.MAX_ITER", "2400", "SOLVER.STEPS", "(1800, 2200)",
-                    "SOLVER.CHECKPOINT_PERIOD", "400"),
+        seeds=(0,), opts=VAL + LONG,
         description="as val-diameter-17 trained 4x longer: 2400 iterations, learning rate x0.1 at "
                     "1800 and 2200; the nested FPN as in val-nested-gn4",
         purpose="training length on val: whether 4x cpu-small's 600 iterations (14 epochs) changes the "
                 "verdict"),
+    "val-long-light-heads": Profile(
+        seeds=(0,), opts=VAL + LONG + LIGHT_HEADS, baseline="val-long",
+        description="as val-long with lighter ROI heads: 2 mask-head convs instead of 4 and a 256-wide "
+                    "box head instead of 512",
+        purpose="prediction speed on val (run with --model nested): whether the heads, a third of the "
+                "time per image, can be lighter at the same accuracy"),
     "cpu-23min": Profile(
         seeds=(0, 1, 2), train_minutes=23.0,
         description="the R-18 CPU configs as cpu-scale (nuclei at 17 px, 256 px crops, batch 2), the nested "
