@@ -172,6 +172,9 @@ def _add_scale_config(cfg):
     # default: on val, 2 per square lost more fg IoU than a fixed 500 at the same saving
     # (prediction_profile_val_proposals.md).
     cfg.TEST.PROPOSALS_PER_NUCLEUS = 0.0
+    # Prediction on a CPU with channels-last (NHWC) tensors, which oneDNN's convolutions run
+    # faster; the same nuclei (prediction_profile_channels_last.md).
+    cfg.TEST.CHANNELS_LAST = True
     # With TEST.EVAL_PERIOD > 0: the evaluation result that chooses model_best.pth, as the
     # EvalHook stores it (e.g. "nuclei/fg_iou", "segm/AP"; higher is better). "": none kept.
     cfg.TEST.BEST_METRIC = ""

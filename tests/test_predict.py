@@ -23,6 +23,7 @@ from maskrcnnpp.evaluation.nuclei_metrics import resolve_overlaps
 from maskrcnnpp.predict import (
     CroppedMask,
     Detection,
+    NucleiPredictor,
     build_label_image,
     coco_records,
     detections_from_raw_instances,
@@ -130,6 +131,24 @@ def test_overlay_label_image_and_json_agree(repo_root, weights, images, tmp_path
         far = cv2.dilate((labels > 0).astype(np.uint8), np.ones((7, 7), np.uint8)) == 0
         np.testing.assert_array_equal(overlay[far], image[far])  # drawing leaves the rest alone
     assert total > 0, "a random model at threshold 0 still keeps some nuclei"
+
+
+def test_channels_last_prediction_finds_the_same_nuclei(repo_root, weights, images):
+    image = read_image_rgb8(images[0])
+    found = {}
+    for channels_last in (True, False):
+        cfg = load_cfg(os.path.join(repo_root, NESTED_CONFIG), [
+            "MODEL.WEIGHTS", weights["nested"], "TEST.NUCLEI.SCORE_THRESHOLD", "0.0",
+            "TEST.CHANNELS_LAST", str(channels_last), *SMALL])
+        predictor = NucleiPredictor(cfg)
+        convs = [m.weight for m in predictor.model.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert all(w.is_contiguous(memory_format=torch.channels_last) == channels_last
+                   for w in convs if w.shape[-1] > 1)
+        found[channels_last] = predictor(image, diameter=17.0).detections
+    assert found[True] and len(found[True]) == len(found[False])
+    for a, b in zip(found[True], found[False]):
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+        assert a.box == pytest.approx(b.box, abs=1e-2)
 
 
 def test_unreadable_file_is_reported_and_the_rest_processed(repo_root, weights, images, tmp_path, capsys):

@@ -100,6 +100,17 @@ def test_a_single_seed_is_not_judged_against_a_spread(tmp_path):
     assert "beyond the seed spread" not in text
 
 
+def test_runs_on_different_thread_counts_are_named_so_their_times_are_not_compared(tmp_path):
+    runs_dir = tmp_path / semantic_comparison.REPORT
+    runs_dir.mkdir()
+    for key, threads in (("unet", 1), ("wide_unet", 2)):
+        (runs_dir / f"{key}_seed0.json").write_text(json.dumps(dict(fake_record(key, 0, 80.0), threads=threads)))
+    text = semantic_comparison.write_report(str(tmp_path))
+    assert "per run, 1: U-Net; 2: wide U-Net," in text and "do not compare" in text
+    (runs_dir / "wide_unet_seed0.json").unlink()
+    assert "Threads: 1 (torch.set_num_threads" in semantic_comparison.write_report(str(tmp_path))
+
+
 def tiny_row(tmp_path, name, num_images, max_iter, base_lr, *extra):
     """KEY VALUE overrides for a row trained a few iterations on synthetic nuclei registered as
     ``name`` (train and val alike), evaluated on them every 20 iterations, best kept by fg IoU."""

@@ -233,6 +233,18 @@ def curve_table(seeded):
             "its change at the last evaluation:", ""] + table(head, rows, "ll" + "r" * (len(head) - 2))
 
 
+def threads_line(runs):
+    by_threads = {}
+    for r in runs:
+        by_threads.setdefault(r["threads"], set()).add(r["model"])
+    where = "2-core machine shared with other jobs, so times are indicative only"
+    if len(by_threads) == 1:
+        return f"Threads: {next(iter(by_threads))} (torch.set_num_threads and OMP_NUM_THREADS) on a {where}."
+    parts = "; ".join(f"{n}: {', '.join(sorted(models))}" for n, models in sorted(by_threads.items()))
+    return (f"Threads (torch.set_num_threads and OMP_NUM_THREADS) per run, {parts}, on a {where}; "
+            "times of runs on different thread counts do not compare.")
+
+
 def write_report(results_dir, report=REPORT):
     seeded, single = load_semantic_runs(runs_dir_of(results_dir, report))
     everything = [r for runs in seeded.values() for r in runs.values()] + single
@@ -271,9 +283,7 @@ def write_report(results_dir, report=REPORT):
             "time: UNet++'s full-resolution nodes make each of its iterations slower.",
             "Settings, the same for every row" + ("" if same else " (NOT identical: see the JSONs)")
             + ": " + ", ".join(f"{k} = {v}" for k, v in first["settings"].items()) + ".",
-            f"Device: {first['device']}." if on_gpu else
-            f"Threads: {first['threads']} (torch.set_num_threads and OMP_NUM_THREADS) on a "
-            "2-core machine shared with other jobs, so times are indicative only.",
+            f"Device: {first['device']}." if on_gpu else threads_line(everything),
             f"Per-run JSON (metrics, losses, timings): `benchmarks/results/{report}/*.json`.",
         ]
     context = ("Context: the paper trained to convergence on a GPU (Adam 3e-4, early stopping) and "

@@ -138,6 +138,9 @@ class SemanticUNetPlusPlus(nn.Module):
         # as_tensor: a pruned model shares its parent's (already placed) tensors.
         self.register_buffer("pixel_mean", torch.as_tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.as_tensor(pixel_std).view(-1, 1, 1), False)
+        # Channels-last convolutions: the same results, and on a CPU training runs about 15 %
+        # faster (oneDNN's weight gradients are slow on NCHW).
+        self.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_config(cls, cfg):
@@ -210,7 +213,7 @@ class SemanticUNetPlusPlus(nn.Module):
 
     def head_logits(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         """{node name: N x 1 x H x W logits} of every head, for a normalised N x C x H x W batch."""
-        features = self.encoder(images)
+        features = self.encoder(images.contiguous(memory_format=torch.channels_last))
         nodes = self.decoder(features, targets=self.head_nodes)
         logits = {}
         for name, head in self.heads.items():

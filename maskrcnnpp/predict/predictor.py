@@ -212,6 +212,8 @@ class NucleiPredictor:
             model = build_model(self.cfg)
             model.eval()
             checkpoint = load_weights_strictly(model, self.cfg.MODEL.WEIGHTS, config_file)
+            if self.cfg.TEST.CHANNELS_LAST and self.cfg.MODEL.DEVICE == "cpu":
+                model.to(memory_format=torch.channels_last)
         self.model = model
         # A head comes with the detector it was trained on: from MODEL.WEIGHTS' own file, or a
         # model given ready-built takes one only from MODEL.SIZE_HEAD.WEIGHTS.
