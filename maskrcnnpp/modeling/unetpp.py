@@ -138,8 +138,8 @@ class SemanticUNetPlusPlus(nn.Module):
         # as_tensor: a pruned model shares its parent's (already placed) tensors.
         self.register_buffer("pixel_mean", torch.as_tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.as_tensor(pixel_std).view(-1, 1, 1), False)
-        # Channels-last convolutions: the same results, and on a CPU training runs about 15 %
-        # faster (oneDNN's weight gradients are slow on NCHW).
+        # Channels-last convolutions: the same results, and on a CPU oneDNN trains UNet++ about
+        # 10 % faster (benchmarks/README.md, "Exact speed-ups").
         self.to(memory_format=torch.channels_last)
 
     @classmethod
