@@ -30,7 +30,7 @@ setup(
         "roifile",  # ImageJ/Fiji ROI sets written by predict
         "hydra-core>=1.1",  # LazyConfig key=value overrides (Detectron2 parses them with it)
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout", "pytest-xdist>=3.2"]},
     # Each user-facing command; tools/<name>.py runs the same main from a checkout.
     # (tools/train_net.py stays Detectron2's one readable script; benchmarks need a checkout.)
     entry_points={

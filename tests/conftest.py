@@ -7,6 +7,16 @@ import maskrcnnpp  # noqa: F401  (guards + registration before any detectron2 im
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Under pytest-xdist (pytest.ini runs a worker per core) each worker's torch takes its share of the
+# cores, not all of them: two workers at two threads each on two cores run slower than one.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    import torch
+
+    _THREADS = max(1, (os.cpu_count() or 1) // _WORKERS)
+    torch.set_num_threads(_THREADS)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))  # the commands tests run as processes
+
 
 @pytest.fixture
 def repo_root():

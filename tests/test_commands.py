@@ -140,11 +140,13 @@ def test_demo_trains_evaluates_once_and_predicts(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo.DemoTrainer, "test", classmethod(counting_test))
     out = tmp_path / "demo"
     # Plumbing only: a one-iteration model would send the diameter estimate to its extremes
-    # (hundreds of tiles of junk), so this run resizes by image size, at 128 px.
+    # (hundreds of tiles of junk), so this run resizes by image size, at 128 px, and keeps 20 of its
+    # junk detections per image (hundreds cost minutes to outline and score).
     code = demo.main([
         "OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "1", "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()",
         "INPUT.SCALE_POLICY", "image_size", "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "256",
         "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "256", "DATALOADER.NUM_WORKERS", "0",
+        "TEST.DETECTIONS_PER_IMAGE", "20",
     ])
     printed = capsys.readouterr().out
     assert code == 0, printed

@@ -1,5 +1,6 @@
 """ImageJ/Fiji ROI sets and QuPath GeoJSON written by predict: read back with roifile and plain JSON,
 rasterised, they give the label image's nuclei."""
+import itertools
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ from PIL import Image
 
 from label_pairs import label_image, sample_coco
 from maskrcnnpp.errors import EXIT_USER_ERROR
-from maskrcnnpp.predict import cli
+from maskrcnnpp.predict import cli, outputs
 from maskrcnnpp.predict.inputs import prepare_output_dir
 from maskrcnnpp.predict.outputs import (
     edge_polygons,
@@ -24,13 +25,21 @@ from maskrcnnpp.predict.predictor import CroppedMask, Detection, Prediction
 def rasterise(rings, shape):
     """Pixels whose centre lies inside an odd number of the rings (even-odd, as ImageJ's composite
     ROIs and GeoJSON holes are filled)."""
-    height, width = shape
-    ys, xs = np.mgrid[0:height, 0:width]
+    rings = [np.asarray(ring, dtype=np.float64) for ring in rings]
+    full = np.zeros(shape, dtype=bool)
+    if not rings:
+        return full
+    corners = np.concatenate(rings)
+    # Only the pixels within the rings' bounding box can be inside one.
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int), (shape[1], shape[0]))
+    ys, xs = np.mgrid[y0:y1, x0:x1]
     centres = np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], axis=1)
-    inside = np.zeros(height * width, dtype=bool)
+    inside = np.zeros(len(centres), dtype=bool)
     for ring in rings:
-        inside ^= Path(np.asarray(ring, dtype=np.float64)).contains_points(centres)
-    return inside.reshape(shape)
+        inside ^= Path(ring).contains_points(centres)
+    full[y0:y1, x0:x1] = inside.reshape(y1 - y0, x1 - x0)
+    return full
 
 
 def geojson_rings(geometry):
@@ -100,11 +109,19 @@ def test_a_nucleus_in_pieces_is_a_multipolygon_and_holes_are_kept(tmp_path):
 
 def test_edge_polygons_trace_pixel_edges_exactly():
     rng = np.random.default_rng(3)
-    for _ in range(200):
-        shape = tuple(rng.integers(1, 10, size=2))
-        region = rng.random(shape) < rng.random()
+    nested = np.zeros((9, 9), bool)  # square rings one inside the other, a dot at the centre
+    for k in range(0, 5, 2):
+        nested[k:9 - k, k:9 - k] = True
+        nested[k + 1:8 - k, k + 1:8 - k] = False
+    nested[4, 4] = True
+    randoms = (rng.random(shape) < rng.random() for shape in (tuple(rng.integers(1, 10, size=2)) for _ in range(200)))
+    for region in itertools.chain([nested], randoms):
+        shape = region.shape
         polygons = edge_polygons(region)
         np.testing.assert_array_equal(rasterise([r for p in polygons for r in p], shape), region)
+        # each hole sits in its own outer ring: the polygons, each filled alone, tile the region
+        cover = sum(rasterise(polygon, shape).astype(int) for polygon in polygons)
+        np.testing.assert_array_equal(cover, region.astype(int))
         for polygon in polygons:
             assert all(np.issubdtype(ring.dtype, np.integer) for ring in polygon)
     square = edge_polygons(np.ones((1, 1), bool), offset=(4, 7))
@@ -120,8 +137,13 @@ def _predict(tmp_path, formats):
     return cli.predict_batch(lambda image, **options: Prediction(detections), [str(tmp_path / "cells.png")], layout, progress=False)
 
 
-def test_predict_writes_the_imagej_and_qupath_outputs_by_default(tmp_path):
+def test_predict_writes_the_imagej_and_qupath_outputs_by_default(tmp_path, monkeypatch):
+    traced = []
+    counting = lambda *args: traced.append(args) or nucleus_polygons(*args)  # noqa: E731
+    for module in (cli, outputs):
+        monkeypatch.setattr(module, "nucleus_polygons", counting)
     summary = _predict(tmp_path, cli.parse_formats("all"))
+    assert len(traced) == 1  # the overlay, the ROI set and the GeoJSON share one tracing
     result = summary.images[0]
     assert result.imagej_path.endswith("imagej/cells.zip") and result.qupath_path.endswith("qupath/cells.geojson")
     assert [r.name for r in roifile.roiread(result.imagej_path)] == ["nucleus-0001", "nucleus-0002"]

@@ -93,7 +93,7 @@ def test_the_imported_set_trains_by_name_with_no_python(root, repo_root, tmp_pat
         "INPUT.SCALE_POLICY", "image_size", "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "256",
         "INPUT.MIN_SIZE_TEST", "128",
         "INPUT.MAX_SIZE_TEST", "256", "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()",
-        "DATALOADER.NUM_WORKERS", "0", "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(out),
+        "DATALOADER.NUM_WORKERS", "0", "SOLVER.MAX_ITER", "2", "TEST.DETECTIONS_PER_IMAGE", "20", "OUTPUT_DIR", str(out),
     ]
     env = dict(os.environ, DETECTRON2_DATASETS=str(folder))
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=repo_root, timeout=900, env=env)

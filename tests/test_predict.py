@@ -78,7 +78,8 @@ def images(tmp_path_factory):
 
 
 def predict(repo_root, weights_path, inputs, output, threshold="0", config=NESTED_CONFIG, options=()):
-    argv = ["--config-file", os.path.join(repo_root, config), "--input", *inputs, *options,
+    # At the working diameter: a random model's size estimate would ask for large upscales (many tiles).
+    argv = ["--config-file", os.path.join(repo_root, config), "--input", *inputs, "--diameter", "17", *options,
             "--output", str(output), "--score-threshold", threshold, "--no-progress",
             "MODEL.WEIGHTS", weights_path, *SMALL]
     return main(argv)

@@ -17,11 +17,15 @@ from maskrcnnpp.predict import NucleiPredictor, parse_formats
 from test_trainer import register
 
 CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
+RANDOM_MODEL = ["TEST.NUCLEI.SCORE_THRESHOLD", "0.0", "TEST.DETECTIONS_PER_IMAGE", "20",
+                "MODEL.RPN.POST_NMS_TOPK_TEST", "100",
+                # The estimate stays within 8x of this default: a random model's smallest guess, 5 px, then
+                # upscales ~3x, not 8x (many tiles).
+                "TEST.DEFAULT_DIAMETER", "40.0"]
 
 
 def random_predictor(repo_root):
-    cfg = load_cfg(os.path.join(repo_root, CONFIG), ["TEST.NUCLEI.SCORE_THRESHOLD", "0.0",
-                                                     "TEST.DETECTIONS_PER_IMAGE", "20"])
+    cfg = load_cfg(os.path.join(repo_root, CONFIG), RANDOM_MODEL)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     return NucleiPredictor(cfg, model=model)
@@ -103,8 +107,7 @@ def test_the_job_profiles_and_scores_a_registered_dataset_from_the_command_line(
     register("synthetic_profile_scored", records)
     weights = tmp_path / "random.pth"
     torch.save({"model": random_predictor(repo_root).model.state_dict()}, weights)
-    model = ["--model", "a", os.path.join(repo_root, CONFIG), str(weights),
-             "TEST.NUCLEI.SCORE_THRESHOLD", "0.0", "TEST.DETECTIONS_PER_IMAGE", "20"]
+    model = ["--model", "a", os.path.join(repo_root, CONFIG), str(weights), *RANDOM_MODEL]
     common = ["prediction-profile", "--dataset", "synthetic_profile_scored", "--score", "--label", "t",
               "--results-dir", str(tmp_path)] + model
     assert main(common) == 0

@@ -19,7 +19,7 @@ from maskrcnnpp.predict.outputs import read_label_image
 CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
 SCALE = [
     "INPUT.SCALE_POLICY", "diameter", "INPUT.NUCLEUS_DIAMETER", "17.0",
-    "INPUT.DIAMETER_CROP_SIZE", "96", "TEST.TILE_SIZE", "128", "TEST.TILE_OVERLAP", "40",
+    "INPUT.DIAMETER_CROP_SIZE", "96", "TEST.TILE_SIZE", "256", "TEST.TILE_OVERLAP", "40",
     "MODEL.RPN.POST_NMS_TOPK_TEST", "100", "TEST.DETECTIONS_PER_IMAGE", "20",
 ]
 
@@ -53,7 +53,8 @@ def test_predict_with_diameter_and_with_the_estimate(repo_root, tmp_path, capsys
     cfg = load_cfg(os.path.join(repo_root, CONFIG), SCALE)
     model = build_model(cfg)
     DetectionCheckpointer(model, save_dir=str(tmp_path)).save("random")
-    image, _ = synthetic.make_image(np.random.default_rng(0), 300, 340, max_nuclei=20)
+    # Small: random weights send the estimate to its smallest diameter, i.e. the largest upscale.
+    image, _ = synthetic.make_image(np.random.default_rng(0), 150, 170, max_nuclei=8)
     Image.fromarray(image).save(tmp_path / "cells.png")
     common = ["--config-file", os.path.join(repo_root, CONFIG), "--input", str(tmp_path / "cells.png"),
               "--score-threshold", "0", "--no-progress"]
@@ -61,10 +62,10 @@ def test_predict_with_diameter_and_with_the_estimate(repo_root, tmp_path, capsys
 
     assert main(common + ["--output", str(tmp_path / "given"), "--diameter", "10"] + overrides) == 0
     labels = read_label_image(tmp_path / "given" / "labels" / "cells.png")
-    assert labels.shape == (300, 340) and labels.max() > 0  # random weights, threshold 0: some nuclei
+    assert labels.shape == (150, 170) and labels.max() > 0  # random weights, threshold 0: some nuclei
 
     assert main(common + ["--output", str(tmp_path / "estimated")] + overrides) == 0
-    assert read_label_image(tmp_path / "estimated" / "labels" / "cells.png").shape == (300, 340)
+    assert read_label_image(tmp_path / "estimated" / "labels" / "cells.png").shape == (150, 170)
 
     assert main(common + ["--output", str(tmp_path / "absurd"), "--diameter", "5000"] + overrides) == 1
     err = capsys.readouterr().err

@@ -204,6 +204,9 @@ def predict_image(predictor, path, stem, image_id, layout, results_writer, diame
     kept_detections = [detections[i] for i in kept]
     del detections
     formats = layout.formats
+    crops = [d.mask for d in kept_detections]
+    # Traced once for every output that draws or writes outlines.
+    polygons_of = nucleus_polygons(labels, crops) if {"overlay", "imagej", "qupath"} & set(formats) else None
     label_path = overlay_path = imagej_path = qupath_path = None
     if "labels" in formats:
         label_path = write_label_image(labels, layout.label_path(stem))
@@ -212,18 +215,16 @@ def predict_image(predictor, path, stem, image_id, layout, results_writer, diame
                  f"a 32-bit TIFF, {label_path}")
     if "overlay" in formats:
         overlay_path = layout.overlay_path(stem)
-        overlay, drawn = draw_overlay(image, labels, [d.mask for d in kept_detections])
+        overlay, drawn = draw_overlay(image, labels, crops, polygons_of=polygons_of)
         assert drawn == len(kept_detections), "every labelled nucleus owns pixels, so it is drawn"
         with atomic_write(overlay_path, "wb") as f:
             Image.fromarray(overlay).save(f, format="PNG")
-    if "imagej" in formats or "qupath" in formats:
-        nuclei = nucleus_polygons(labels, [d.mask for d in kept_detections])
-        if "imagej" in formats:
-            imagej_path = layout.imagej_path(stem)
-            write_imagej_rois(imagej_path, nuclei)
-        if "qupath" in formats:
-            qupath_path = layout.qupath_path(stem)
-            write_qupath_geojson(qupath_path, nuclei, [d.score for d in kept_detections])
+    if "imagej" in formats:
+        imagej_path = layout.imagej_path(stem)
+        write_imagej_rois(imagej_path, polygons_of)
+    if "qupath" in formats:
+        qupath_path = layout.qupath_path(stem)
+        write_qupath_geojson(qupath_path, polygons_of, [d.score for d in kept_detections])
     if results_writer is not None:
         results_writer.add(coco_records(kept_detections, image_id, path, shape))
     return ImageResult(

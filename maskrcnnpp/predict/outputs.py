@@ -114,15 +114,18 @@ TILE_SIZE = 512
 _PALETTE = colormap(rgb=True, maximum=1)
 
 
-def draw_overlay(image_rgb, labels, crops, tile_size=TILE_SIZE):
+def draw_overlay(image_rgb, labels, crops, tile_size=TILE_SIZE, polygons_of=None):
     """The overlay as H x W x 3 uint8 RGB and the number of nuclei drawn.
 
     ``labels`` is the label image; ``crops[k - 1]`` is a CroppedMask whose
     rectangle contains every pixel of label k (the detection's own mask). Each
-    nucleus is drawn from the polygons the ROI and GeoJSON outputs write.
+    nucleus is drawn from the polygons the ROI and GeoJSON outputs write:
+    ``polygons_of``, when ``nucleus_polygons(labels, crops)`` has already traced them.
     """
+    if polygons_of is None:
+        polygons_of = nucleus_polygons(labels, crops)
     nuclei = []  # (x0, y0, x1, y1, colour, polygons)
-    for k, polygons in nucleus_polygons(labels, crops):
+    for k, polygons in polygons_of:
         crop = crops[k - 1]
         nuclei.append((crop.x0, crop.y0, crop.x1, crop.y1, _PALETTE[(k - 1) % len(_PALETTE)], polygons))
     height, width = labels.shape
@@ -220,13 +223,19 @@ def _contains(ring, x, y):
 def _nest(outers, holes):
     """Polygons ``[outer, holes...]``: each hole goes to the smallest outer ring around it."""
     polygons = [[outer] for outer in outers]
+    if not holes:
+        return polygons
     areas = [_shoelace(outer) for outer in outers]
+    lows = np.array([outer.min(axis=0) for outer in outers])
+    highs = np.array([outer.max(axis=0) for outer in outers])
     for hole in holes:
         # The pixel on the region side of the hole's first edge (left of it: holes run the other way).
         (x, y), (nx, ny) = hole[0], hole[1]
         dx, dy = np.sign(nx - x), np.sign(ny - y)
         px, py = x + 0.5 * dx - 0.5 * dy, y + 0.5 * dy + 0.5 * dx
-        around = [i for i, outer in enumerate(outers) if _contains(outer, px, py)]
+        # Only rings whose bounding box holds the point can hold it (many pieces: few candidates).
+        boxed = np.flatnonzero((lows[:, 0] < px) & (px < highs[:, 0]) & (lows[:, 1] < py) & (py < highs[:, 1]))
+        around = [i for i in boxed.tolist() if _contains(outers[i], px, py)]
         if around:
             polygons[min(around, key=areas.__getitem__)].append(hole)
     return polygons
