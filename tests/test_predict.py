@@ -343,6 +343,31 @@ def test_raw_detections_are_pasted_as_small_crops_in_score_order():
         assert abs(d.mask.y0 - by0) <= 1 and abs(d.mask.x0 - bx0) <= 1
 
 
+def test_masks_pasted_together_are_detectron2s_pasted_one_at_a_time(monkeypatch):
+    from detectron2.layers import paste_masks_in_image
+
+    from maskrcnnpp.predict import predictor
+
+    rng = np.random.default_rng(0)
+    height, width = 300, 260
+    # clipped at the image's edges, tiny, empty; a large one at the corner batched with a larger one
+    boxes = [(-2.0, 5.5, 40.25, 30.0), (250.7, 280.2, 260.0, 300.0), (10.0, 10.0, 10.4, 10.3), (30.0, 30.0, 30.0, 45.0),
+             (100.0, 100.0, 260.0, 300.0), (0.0, 0.0, 170.0, 210.0)]
+    for _ in range(60):
+        x0, y0 = rng.uniform(-5, width), rng.uniform(-5, height)
+        w, h = rng.choice([rng.uniform(1, 12), rng.uniform(12, 120)], size=2)
+        boxes.append((x0, y0, min(x0 + w, width), min(y0 + h, height)))
+    probabilities = [torch.as_tensor(rng.random((28, 28)), dtype=torch.float32) for _ in boxes]
+    monkeypatch.setattr(predictor, "PASTE_BATCH_PIXELS", 80_000)  # several batches
+    for threshold in (0.5, 0.2):  # under 0.5, samples reach past the box
+        pasted = predictor.paste_masks(probabilities, boxes, (height, width), threshold)
+        assert len(pasted) == len(boxes) and pasted[3].bits.size == 0  # an empty box: an empty mask
+        for box, p, mask in zip(boxes, probabilities, pasted):
+            expected = paste_masks_in_image(p[None], Boxes(torch.tensor([box], dtype=torch.float32)), (height, width),
+                                            threshold=threshold)[0]
+            np.testing.assert_array_equal(mask.full((height, width)), expected.numpy(), err_msg=f"{box} {threshold}")
+
+
 # --- inputs and arguments ------------------------------------------------------------------
 
 

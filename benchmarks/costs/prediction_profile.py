@@ -49,7 +49,7 @@ FUNCTION_PARTS = (
     ("read", predict_cli, "read_image_rgb8"),
     ("estimate (outside the network)", predictor_module, "estimate_diameter"),
     ("size head looks (bottom-up pass and head)", predictor_module, "estimate_by_size_head"),
-    ("mask pasting", predictor_module, "paste_cropped"),
+    ("mask pasting", predictor_module, "paste_masks"),
     ("label image", predict_cli, "build_label_image"),
     ("write labels", predict_cli, "write_label_image"),
     ("overlay", predict_cli, "draw_overlay"),

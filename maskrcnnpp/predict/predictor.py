@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import convert_PIL_to_numpy
-from detectron2.layers import paste_masks_in_image
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from PIL import Image
@@ -40,7 +39,7 @@ from .size_reading import load_size_reader
 from .tiling import predict_tiled
 
 __all__ = ["CroppedMask", "Detection", "NucleiPredictor", "Prediction", "check_diameter",
-           "detections_from_raw_instances", "paste_cropped"]
+           "detections_from_raw_instances", "paste_masks"]
 
 # A diameter under a pixel is not a nucleus' size.
 MIN_DIAMETER = 1.0
@@ -111,22 +110,58 @@ class Prediction:
     seconds: float = 0.0  # wall time of the prediction
 
 
-def paste_cropped(probabilities, box, shape, threshold=0.5) -> CroppedMask:
-    """``probabilities`` (M x M) pasted into ``box`` (x0, y0, x1, y1) of an image of ``shape``
-    (H, W), thresholded, as Detectron2's ``paste_masks_in_image`` does, but on a canvas
-    covering only the box, so no H x W array is made."""
+# The most float32 values one batch of paste_masks samples at once (16 MiB).
+PASTE_BATCH_PIXELS = 1 << 22
+
+
+def paste_masks(probabilities, boxes, shape, threshold=0.5) -> List[CroppedMask]:
+    """Each of ``probabilities`` (M x M tensors) pasted into its box (x0, y0, x1, y1) of an image
+    of ``shape`` (H, W) and thresholded, as Detectron2's ``paste_masks_in_image`` pastes one
+    mask, but on a canvas covering only the box (its pixels and one more on each side), so no
+    H x W array is made. Masks of similar size are sampled together
+    in batches of at most PASTE_BATCH_PIXELS canvas pixels."""
     height, width = shape
-    x0, y0, x1, y1 = box
-    left, top = max(0, int(math.floor(x0)) - 1), max(0, int(math.floor(y0)) - 1)
-    right, bottom = min(width, int(math.ceil(x1)) + 1), min(height, int(math.ceil(y1)) + 1)
-    if right <= left or bottom <= top:
-        return CroppedMask(0, 0, np.zeros((0, 0), dtype=bool))
-    local = Boxes(torch.tensor([[x0 - left, y0 - top, x1 - left, y1 - top]], dtype=torch.float32))
-    pasted = paste_masks_in_image(probabilities[None], local, (bottom - top, right - left), threshold=threshold)
-    mask = CroppedMask.from_full(pasted[0].numpy())
-    if mask.bits.size:
-        mask = CroppedMask(mask.y0 + top, mask.x0 + left, mask.bits)
-    return mask
+    canvases = []  # (top, left, canvas height, canvas width, box in canvas coordinates)
+    for x0, y0, x1, y1 in boxes:
+        left, top = max(0, int(math.floor(x0)) - 1), max(0, int(math.floor(y0)) - 1)
+        right, bottom = min(width, int(math.ceil(x1)) + 1), min(height, int(math.ceil(y1)) + 1)
+        canvases.append((top, left, bottom - top, right - left, (x0 - left, y0 - top, x1 - left, y1 - top)))
+    masks = [CroppedMask(0, 0, np.zeros((0, 0), dtype=bool))] * len(canvases)
+    order = sorted((i for i, c in enumerate(canvases) if c[2] > 0 and c[3] > 0), key=lambda i: canvases[i][2] * canvases[i][3])
+    start = 0
+    while start < len(order):
+        # The largest canvas so far sets the batch's size: add masks while the batch fits.
+        end, rows, cols = start + 1, canvases[order[start]][2], canvases[order[start]][3]
+        while end < len(order):
+            more_rows, more_cols = max(rows, canvases[order[end]][2]), max(cols, canvases[order[end]][3])
+            if (end - start + 1) * more_rows * more_cols > PASTE_BATCH_PIXELS:
+                break
+            end, rows, cols = end + 1, more_rows, more_cols
+        batch = order[start:end]
+        bits = _sample_masks(torch.stack([probabilities[i] for i in batch]),
+                             torch.tensor([canvases[i][4] for i in batch], dtype=torch.float32), rows, cols, threshold)
+        for i, sampled in zip(batch, bits.numpy()):
+            top, left, canvas_h, canvas_w, _ = canvases[i]
+            mask = CroppedMask.from_full(sampled[:canvas_h, :canvas_w])
+            masks[i] = CroppedMask(mask.y0 + top, mask.x0 + left, mask.bits) if mask.bits.size else mask
+        start = end
+    return masks
+
+
+def _sample_masks(probabilities, boxes, rows, cols, threshold):
+    """N x rows x cols booleans: N M x M ``probabilities`` bilinearly sampled over their ``boxes``
+    (N x 4 float32, x0 y0 x1 y1) at pixel centres and thresholded, with the arithmetic of
+    Detectron2's ``paste_masks_in_image`` (so the same samples); pixels past a mask's own canvas
+    are cropped by the caller."""
+    x0, y0, x1, y1 = boxes.unbind(dim=1)
+    centres_y = torch.arange(rows, dtype=torch.float32) + 0.5
+    centres_x = torch.arange(cols, dtype=torch.float32) + 0.5
+    grid_y = (centres_y[None, :] - y0[:, None]) / (y1 - y0)[:, None] * 2 - 1
+    grid_x = (centres_x[None, :] - x0[:, None]) / (x1 - x0)[:, None] * 2 - 1
+    count = len(boxes)
+    grid = torch.stack([grid_x[:, None, :].expand(count, rows, cols), grid_y[:, :, None].expand(count, rows, cols)], dim=3)
+    sampled = torch.nn.functional.grid_sample(probabilities[:, None].float(), grid, align_corners=False)
+    return sampled[:, 0] >= threshold
 
 
 def detections_from_raw_instances(
@@ -154,30 +189,30 @@ def detections_from_raw_instances(
     probabilities = raw.pred_masks.detach().cpu()
     classes = raw.pred_classes.detach().cpu()
 
-    detections = []
-    for i in indices.tolist():
-        box = tuple(float(v) for v in boxes.tensor[i])
-        detections.append(
-            Detection(
-                box=box,
-                score=float(scores[i]),
-                category_id=int(classes[i]) + 1,
-                mask=paste_cropped(probabilities[i, 0], box, (height, width), mask_threshold),
-                probabilities=probabilities[i, 0] if keep_probabilities else None,
-            )
+    indices = indices.tolist()
+    kept_boxes = [tuple(float(v) for v in boxes.tensor[i]) for i in indices]
+    masks = paste_masks([probabilities[i, 0] for i in indices], kept_boxes, (height, width), mask_threshold)
+    return [
+        Detection(
+            box=box,
+            score=float(scores[i]),
+            category_id=int(classes[i]) + 1,
+            mask=mask,
+            probabilities=probabilities[i, 0] if keep_probabilities else None,
         )
-    return detections
+        for i, box, mask in zip(indices, kept_boxes, masks)
+    ]
 
 
-def rescaled_detection(detection: Detection, scale_y: float, scale_x: float, shape) -> Detection:
-    """A detection at the working scale brought to an image of ``shape`` (H, W) that is
-    1 / scale the size: its box divided, its mask pasted again from its probabilities."""
+def rescaled_detections(detections: List[Detection], scale_y: float, scale_x: float, shape) -> List[Detection]:
+    """Detections at the working scale brought to an image of ``shape`` (H, W) that is 1 / scale
+    the size: their boxes divided, their masks pasted again from their probabilities."""
     height, width = shape
-    x0, y0, x1, y1 = detection.box
-    box = (min(max(x0 / scale_x, 0.0), width), min(max(y0 / scale_y, 0.0), height),
-           min(max(x1 / scale_x, 0.0), width), min(max(y1 / scale_y, 0.0), height))
-    mask = paste_cropped(detection.probabilities, box, shape)
-    return replace(detection, box=box, mask=mask, probabilities=None)
+    boxes = [(min(max(x0 / scale_x, 0.0), width), min(max(y0 / scale_y, 0.0), height),
+              min(max(x1 / scale_x, 0.0), width), min(max(y1 / scale_y, 0.0), height))
+             for x0, y0, x1, y1 in (d.box for d in detections)]
+    masks = paste_masks([d.probabilities for d in detections], boxes, shape)
+    return [replace(d, box=box, mask=mask, probabilities=None) for d, box, mask in zip(detections, boxes, masks)]
 
 
 class NucleiPredictor:
@@ -313,7 +348,7 @@ class NucleiPredictor:
         detections = predict_tiled(working, self.predict_tile, self.tile_size, self.tile_overlap, progress=self.progress)
         if working is image:
             return [replace(d, probabilities=None) for d in detections]
-        brought_back = (rescaled_detection(d, new_h / height, new_w / width, (height, width)) for d in detections)
+        brought_back = rescaled_detections(detections, new_h / height, new_w / width, (height, width))
         return [d for d in brought_back if d.mask.area > 0]
 
     def predict_tile(self, tile_image):
