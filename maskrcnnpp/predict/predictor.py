@@ -118,16 +118,17 @@ def paste_masks(probabilities, boxes, shape, threshold=0.5) -> List[CroppedMask]
     """Each of ``probabilities`` (M x M tensors) pasted into its box (x0, y0, x1, y1) of an image
     of ``shape`` (H, W) and thresholded, as Detectron2's ``paste_masks_in_image`` pastes one
     mask, but on a canvas covering only the box (its pixels and one more on each side), so no
-    H x W array is made. Masks of similar size are sampled together
-    in batches of at most PASTE_BATCH_PIXELS canvas pixels."""
+    H x W array is made. Masks of similar size are sampled together, in batches of at most
+    PASTE_BATCH_PIXELS canvas pixels."""
     height, width = shape
     canvases = []  # (top, left, canvas height, canvas width, box in canvas coordinates)
     for x0, y0, x1, y1 in boxes:
         left, top = max(0, int(math.floor(x0)) - 1), max(0, int(math.floor(y0)) - 1)
         right, bottom = min(width, int(math.ceil(x1)) + 1), min(height, int(math.ceil(y1)) + 1)
         canvases.append((top, left, bottom - top, right - left, (x0 - left, y0 - top, x1 - left, y1 - top)))
-    masks = [CroppedMask(0, 0, np.zeros((0, 0), dtype=bool))] * len(canvases)
-    order = sorted((i for i, c in enumerate(canvases) if c[2] > 0 and c[3] > 0), key=lambda i: canvases[i][2] * canvases[i][3])
+    masks = [CroppedMask(0, 0, np.zeros((0, 0), dtype=bool)) for _ in canvases]
+    order = sorted((i for i, c in enumerate(canvases) if c[2] > 0 and c[3] > 0),
+                   key=lambda i: canvases[i][2] * canvases[i][3])
     start = 0
     while start < len(order):
         # The largest canvas so far sets the batch's size: add masks while the batch fits.
