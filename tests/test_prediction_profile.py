@@ -19,7 +19,7 @@ from test_trainer import register
 CONFIG = "configs/nuclei/mask_rcnn_R_18_NestedFPN_cpu.yaml"
 RANDOM_MODEL = ["TEST.NUCLEI.SCORE_THRESHOLD", "0.0", "TEST.DETECTIONS_PER_IMAGE", "20",
                 "MODEL.RPN.POST_NMS_TOPK_TEST", "100",
-                # The estimate stays within 8x of this default: a random model's smallest guess, 5 px, then
+                # The estimate stays within 8x of this default: a random model's guess, at least 5 px, then
                 # upscales ~3x, not 8x (many tiles).
                 "TEST.DEFAULT_DIAMETER", "40.0"]
 

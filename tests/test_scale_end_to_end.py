@@ -53,7 +53,7 @@ def test_predict_with_diameter_and_with_the_estimate(repo_root, tmp_path, capsys
     cfg = load_cfg(os.path.join(repo_root, CONFIG), SCALE)
     model = build_model(cfg)
     DetectionCheckpointer(model, save_dir=str(tmp_path)).save("random")
-    # Small: random weights send the estimate to its smallest diameter, i.e. the largest upscale.
+    # Small: random weights send the estimate to small diameters (4-5 px), i.e. a ~4x upscale.
     image, _ = synthetic.make_image(np.random.default_rng(0), 150, 170, max_nuclei=8)
     Image.fromarray(image).save(tmp_path / "cells.png")
     common = ["--config-file", os.path.join(repo_root, CONFIG), "--input", str(tmp_path / "cells.png"),
